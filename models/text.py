@@ -1,0 +1,143 @@
+"""Text cleaning shared by the topic model and the duplicate detector.
+
+Feeds carry HTML, typographic punctuation and publisher furniture (footers,
+"follow us" lines). Both consumers want the story, so cleaning happens once,
+here, as pure functions.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections import Counter
+from html.parser import HTMLParser
+
+_BLOCK_TAGS = frozenset(
+    "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote pre table tr td th section article header footer figure figcaption hr".split()
+)
+_SKIP_TAGS = frozenset(("script", "style", "noscript", "template", "iframe", "object"))
+
+_TRANSLATE = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u00ab": '"', "\u00bb": '"',
+        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+        "\u2026": "...", "\u00a0": " ", "\u200b": "", "\ufeff": "",
+    }
+)
+
+# Furniture that publishers append to every item; matched per line.
+_FOOTER_PATTERNS = [
+    re.compile(r"^the post .{1,400} appeared first on .{1,200}$", re.I),
+    re.compile(r"^(follow|like) us on .{0,200}$", re.I),
+    re.compile(r"^(sign up|subscribe)\b.{0,80}\bnewsletter\b.{0,200}$", re.I),
+    re.compile(r"^(read more|continue reading)\b.{0,200}$", re.I),
+    re.compile(r"^(share this|share on)\b.{0,120}$", re.I),
+]
+_TRAILING_ELLIPSIS = re.compile(r"\s*(\[(\.\.\.|&hellip;|…)\]|\.\.\.|…)\s*$")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_WORD = re.compile(r"\w+(?:['-]\w+)*", re.UNICODE)
+
+
+class _TextExtractor(HTMLParser):
+    """Collects visible text; block elements become line breaks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        if tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML fragment, one paragraph per line."""
+    if "<" not in markup and "&" not in markup:
+        return normalise_lines(markup)
+    parser = _TextExtractor()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception:  # HTMLParser is lenient; this is a last resort
+        return normalise_lines(html.unescape(re.sub(r"<[^>]*>", " ", markup)))
+    return normalise_lines("".join(parser.parts))
+
+
+def normalise(text: str) -> str:
+    """Unicode, quotes, dashes and spaces folded so that copies compare equal."""
+    text = unicodedata.normalize("NFKC", text).translate(_TRANSLATE)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalise_lines(text: str) -> str:
+    lines = (normalise(line) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def is_footer(line: str) -> bool:
+    return any(p.match(line) for p in _FOOTER_PATTERNS)
+
+
+def strip_furniture(text: str, boilerplate: frozenset[str] = frozenset()) -> str:
+    """Drops known footers, a trailing "[...]" and the feed's recurring lines."""
+    kept = [
+        line
+        for line in text.split("\n")
+        if line and not is_footer(line) and line_key(line) not in boilerplate
+    ]
+    out = "\n".join(kept)
+    return _TRAILING_ELLIPSIS.sub("", out).strip()
+
+
+def line_key(line: str) -> str:
+    return " ".join(words(line))
+
+
+def recurring_lines(texts: list[str], min_count: int = 3, min_share: float = 0.3) -> frozenset[str]:
+    """Lines that recur across many articles of one feed: its boilerplate.
+
+    A line counts once per article; it is boilerplate when it appears in at
+    least `min_count` articles and in at least `min_share` of them. Keys are
+    word-normalised so punctuation and case changes do not hide a footer.
+    """
+    if len(texts) < min_count:
+        return frozenset()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update({line_key(line) for line in text.split("\n") if line.strip()})
+    floor = max(min_count, min_share * len(texts))
+    return frozenset(key for key, n in counts.items() if n >= floor and key)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens; the unit of shingles."""
+    return _WORD.findall(text.lower())
+
+
+def summary(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    space = cut.rfind(" ")
+    return cut[: space if space > limit * 0.6 else limit].rstrip()

@@ -1,0 +1,1 @@
+"""Everything of feedsift that touches the network, the queue or Redis."""

@@ -1,0 +1,42 @@
+"""The Celery application. Configuration comes from `Settings`, read when Celery first needs it."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from workers.keys import Keys
+from workers.settings import get_settings
+
+FETCH_QUEUE = "fetch"
+PROCESS_QUEUE = "process"
+
+
+def celery_config() -> dict:
+    s = get_settings()
+    return {
+        "broker_url": s.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": s.visibility_timeout,
+            "global_keyprefix": Keys(s.prefix).queue_prefix,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": FETCH_QUEUE,
+        "task_routes": {
+            "feedsift.fetch_feed": {"queue": FETCH_QUEUE},
+            "feedsift.ingest_feed": {"queue": FETCH_QUEUE},
+            "feedsift.process_articles": {"queue": PROCESS_QUEUE},
+        },
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+    }
+
+
+app = Celery("feedsift", include=["workers.tasks"])
+app.add_defaults(celery_config)

@@ -1,0 +1,34 @@
+"""feedsift's errors. Third-party exceptions are translated where they enter.
+
+    FeedsiftError
+    ├── FetchError                  the feed could not be downloaded
+    │   ├── TransientFetchError     worth retrying: time-out, connection reset, 5xx, 429
+    │   └── PermanentFetchError     not worth retrying: 4xx, too big, too many redirects
+    │       └── BlockedURLError     refused before connecting: scheme or address not allowed
+    └── FeedError                   the document is not a usable feed
+"""
+
+
+class FeedsiftError(Exception):
+    #: Short machine-readable name stored with the error.
+    kind = "error"
+
+
+class FetchError(FeedsiftError):
+    kind = "fetch"
+
+
+class TransientFetchError(FetchError):
+    kind = "transient"
+
+
+class PermanentFetchError(FetchError):
+    kind = "permanent"
+
+
+class BlockedURLError(PermanentFetchError):
+    kind = "blocked"
+
+
+class FeedError(FeedsiftError):
+    kind = "not_a_feed"

@@ -1,0 +1,112 @@
+"""Every Redis key feedsift uses, built by one helper per kind.
+
+The table `SCHEMA` is the written-down schema; the README's table is checked
+against it by a test, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: (pattern, Redis type, what it holds) — patterns are shown with the default prefix.
+SCHEMA: list[tuple[str, str, str]] = [
+    ("article:<id>", "hash", "one article: id, feed, url, guid, title, published, summary, text, topics, scores, "
+     "duplicate_of, duplicate_kind, similarity, cluster, model, processed_at, updated, content_hash"),
+    ("articles", "zset", "every article id, scored by publication time (epoch seconds)"),
+    ("topic:<topic>", "zset", "article ids tagged with the topic, scored by publication time"),
+    ("duplicates", "zset", "article ids flagged as duplicates, scored by publication time"),
+    ("cluster:<id>", "set", "members of the duplicate cluster whose canonical (earliest-seen) article is <id>"),
+    ("feed:<feed id>", "hash", "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles"),
+    ("feed:<feed id>:articles", "zset", "the feed's article ids, scored by publication time"),
+    ("feeds", "zset", "every feed id, scored by when it was first submitted"),
+    ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
+    ("errors", "stream", "errors: time, feed, url, kind, message (capped at about 10,000 entries)"),
+    ("deadletter", "list", "JSON of batches that failed every attempt, with their error"),
+    ("job:<job id>", "hash", "progress of one submission: feeds, feeds_done, errors"),
+    ("job:<job id>:articles", "set", "article ids the submission enqueued"),
+    ("job:<job id>:done", "set", "article ids of the submission already stored"),
+    ("model:current", "string", "version of the topic model workers use"),
+    ("model:versions", "hash", "version -> JSON of the model's header (figures, thresholds, date)"),
+    ("model:artifact:<version>", "string", "the model artifact (.npz bytes)"),
+    ("dedup:seq", "string", "counter that orders articles for the duplicate index"),
+    ("dedup:doc", "hash", "article id -> sequence number and MinHash signature (binary)"),
+    ("dedup:band:<n>", "hash", "LSH band n: band value (binary) -> space-separated article ids"),
+    ("dedup:root", "hash", "duplicate article id -> canonical id of its cluster"),
+    ("dedup:time", "zset", "indexed article ids by indexing time, for the window"),
+    ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
+]
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "feedsift:"
+
+    def _k(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def article(self, article_id: str) -> str:
+        return self._k("article", article_id)
+
+    @property
+    def articles(self) -> str:
+        return self._k("articles")
+
+    def topic(self, topic: str) -> str:
+        return self._k("topic", topic)
+
+    @property
+    def duplicates(self) -> str:
+        return self._k("duplicates")
+
+    def cluster(self, canonical_id: str) -> str:
+        return self._k("cluster", canonical_id)
+
+    def feed(self, feed_id: str) -> str:
+        return self._k("feed", feed_id)
+
+    def feed_articles(self, feed_id: str) -> str:
+        return self._k("feed", feed_id, "articles")
+
+    @property
+    def feeds(self) -> str:
+        return self._k("feeds")
+
+    @property
+    def seen(self) -> str:
+        return self._k("seen")
+
+    @property
+    def errors(self) -> str:
+        return self._k("errors")
+
+    @property
+    def deadletter(self) -> str:
+        return self._k("deadletter")
+
+    def job(self, job_id: str) -> str:
+        return self._k("job", job_id)
+
+    def job_articles(self, job_id: str) -> str:
+        return self._k("job", job_id, "articles")
+
+    def job_done(self, job_id: str) -> str:
+        return self._k("job", job_id, "done")
+
+    @property
+    def model_current(self) -> str:
+        return self._k("model", "current")
+
+    @property
+    def model_versions(self) -> str:
+        return self._k("model", "versions")
+
+    def model_artifact(self, version: str) -> str:
+        return self._k("model", "artifact", version)
+
+    def dedup(self, name: str) -> str:
+        """Index keys: dedup:seq, dedup:doc, dedup:root, dedup:time; dedup:band: is a prefix."""
+        return self._k("dedup", name)
+
+    @property
+    def queue_prefix(self) -> str:
+        return self._k("queue", "")

@@ -1,0 +1,152 @@
+"""The steps behind the tasks: fetch or take a document, parse, enqueue; tag, sign, index, store.
+
+Tasks only add Celery's concerns (retries, dead letters) around these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Callable
+
+from models.text import normalise, summary
+from workers import feeds
+from workers.context import Context
+from workers.errors import FeedError, FeedsiftError, PermanentFetchError
+from workers.fetch import fetch
+from workers.store import iso
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[list[dict], str | None], None]
+
+
+def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dict:
+    """Conditional GET of a feed URL, then `take_document`. Transient errors propagate (to be retried)."""
+    fid = feeds.feed_id(url)
+    ctx.store.register_feed(fid, url)
+    state = ctx.store.feed(fid)
+    try:
+        result = fetch(url, ctx.settings, etag=state.get("etag", ""), modified=state.get("modified", ""))
+    except PermanentFetchError as exc:
+        return fail(ctx, fid, url, exc, job)
+    if result.not_modified:
+        ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status="304", last_error="")
+        _finish_feed(ctx, job, [])
+        return {"feed": fid, "status": 304, "new": 0}
+    summary_ = take_document(ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", "")))
+    ctx.store.update_feed(fid, etag=result.etag, modified=result.modified)
+    return summary_
+
+
+def _charset(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"\' ')
+    return None
+
+
+def ingest_feed(ctx: Context, document: bytes, source: str, job: str | None, enqueue: Enqueue, charset: str | None) -> dict:
+    fid = feeds.feed_id(source)
+    ctx.store.register_feed(fid, source)
+    if len(document) > ctx.settings.max_feed_bytes:
+        return fail(ctx, fid, source, PermanentFetchError(f"document is larger than the limit of {ctx.settings.max_feed_bytes} bytes"), job)
+    return take_document(ctx, document, fid, source, job, enqueue, charset)
+
+
+def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: str | None, enqueue: Enqueue, charset: str | None) -> dict:
+    s = ctx.settings
+    now = time.time()
+    try:
+        parsed = feeds.parse(document, fid, locator, now, s.max_entries, s.max_article_chars, charset=charset)
+    except FeedError as exc:
+        return fail(ctx, fid, locator, exc, job)
+    fresh = ctx.store.unseen(parsed.articles)
+    for start in range(0, len(fresh), s.batch_size):
+        batch = fresh[start : start + s.batch_size]
+        if job:
+            pipe = ctx.redis.pipeline(transaction=False)
+            ctx.store.job_expect(pipe, job, [a["id"] for a in batch])
+            pipe.execute()
+        enqueue(batch, job)
+    ctx.store.update_feed(
+        fid, title=parsed.title, link=parsed.link, last_fetch=iso(now), last_status="200",
+        last_error=parsed.warning, articles=len(parsed.articles),
+    )
+    if parsed.warning:
+        ctx.store.record_error(fid, locator, "warning", parsed.warning)
+    _finish_feed(ctx, job, [], error=bool(parsed.warning))
+    log.info("feed %s: %d articles, %d new", locator, len(parsed.articles), len(fresh))
+    return {"feed": fid, "status": 200, "articles": len(parsed.articles), "new": len(fresh), "warning": parsed.warning}
+
+
+def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None) -> dict:
+    """A feed that cannot be read: its state and the error stream say why."""
+    message = str(exc)
+    ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status=exc.kind, last_error=message)
+    ctx.store.record_error(fid, locator, exc.kind, message)
+    _finish_feed(ctx, job, [], error=True)
+    log.warning("feed %s: %s", locator, message)
+    return {"feed": fid, "status": exc.kind, "error": message}
+
+
+def _finish_feed(ctx: Context, job: str | None, _ids: list[str], error: bool = False) -> None:
+    if job:
+        ctx.store.job_add(job, feeds_done=1, errors=int(error))
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(normalise(text).lower().encode(), digest_size=8).hexdigest()
+
+
+def process_articles(ctx: Context, batch: list[dict], job: str | None) -> dict:
+    """Tags, signs and indexes a batch; all writes go in one pipeline."""
+    if not batch:
+        return {"stored": 0}
+    model = ctx.model()
+    docs = [model.document(a["title"], a["text"]) for a in batch]
+    probs = model.predict_proba(docs)
+    tags = model.tags(probs)
+    updated = [a["id"] for a in batch if a.get("updated")]
+    previous = {}
+    if updated:
+        pipe = ctx.redis.pipeline(transaction=False)
+        for aid in updated:
+            pipe.hget(ctx.keys.article(aid), "topics")
+        previous = {aid: (t or b"").decode().split(",") for aid, t in zip(updated, pipe.execute())}
+
+    now = time.time()
+    pipe = ctx.redis.pipeline(transaction=False)
+    for article, p, topics in zip(batch, probs, tags):
+        aid = article["id"]
+        body = article["text"] or article["title"]
+        record = {
+            "id": aid,
+            "feed": article["feed"],
+            "url": article["url"],
+            "guid": article["guid"],
+            "title": article["title"],
+            "published": iso(article["published"]),
+            "summary": summary(article["text"] or article["title"]),
+            "text": article["text"],
+            "topics": ",".join(topics),
+            "scores": json.dumps({t: round(float(v), 4) for t, v in zip(model.topics, p)}),
+            "model": model.version,
+            "processed_at": iso(now),
+            "updated": "1" if article.get("updated") else "0",
+            "content_hash": article["content_hash"],
+        }
+        if aid in previous:
+            ctx.store.untag(pipe, aid, [t for t in previous[aid] if t and t not in topics])
+        ctx.store.write_article(pipe, record, topics, article["published"], article["content_hash"])
+        signature = ctx.hasher.pack(ctx.hasher.signature(body))
+        ctx.index.add(pipe, aid, signature, text_hash(body), article["published"], now)
+    if job:
+        ctx.store.job_done(pipe, job, [a["id"] for a in batch])
+    ctx.index.prune(pipe, now)
+    replies = pipe.execute()
+    duplicates = sum(1 for r in replies if isinstance(r, list) and len(r) == 5 and r[1])
+    return {"stored": len(batch), "duplicates": duplicates, "model": model.version}

@@ -1,0 +1,77 @@
+"""The task API. Names are public: any Celery client can `send_task` them with JSON arguments.
+
+Tasks are thin: Celery's concerns (routing, retries, dead letters) here, the
+work in `workers.pipeline`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+import traceback
+
+from celery.exceptions import Retry
+
+from workers import pipeline
+from workers.app import app
+from workers.context import context
+from workers.errors import FeedError, TransientFetchError
+from workers.feeds import feed_id
+
+log = logging.getLogger(__name__)
+
+
+def _enqueue(batch: list[dict], job: str | None) -> None:
+    process_articles.apply_async((batch,), {"job": job} if job else {})
+
+
+@app.task(name="feedsift.fetch_feed", bind=True)
+def fetch_feed(self, url: str, job: str | None = None) -> dict:
+    """Downloads a feed and enqueues its new articles; transient errors are retried with back-off."""
+    ctx = context()
+    try:
+        return pipeline.fetch_feed(ctx, url, job, _enqueue)
+    except TransientFetchError as exc:
+        if self.request.retries < ctx.settings.fetch_retries:
+            raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 1)))
+        return pipeline.fail(ctx, feed_id(url), url, exc, job)
+
+
+@app.task(name="feedsift.ingest_feed", bind=True)
+def ingest_feed(self, document: str, source: str, job: str | None = None, encoding: str = "text") -> dict:
+    """Takes a feed document the client holds: text (default), or its raw bytes as base64 (`encoding="base64"`)."""
+    ctx = context()
+    if encoding == "base64":
+        try:
+            raw, charset = base64.b64decode(document, validate=True), None
+        except (binascii.Error, ValueError):
+            return pipeline.fail(ctx, feed_id(source), source, FeedError("document is not valid base64"), job)
+    else:
+        raw, charset = document.encode("utf-8"), "utf-8"
+    return pipeline.ingest_feed(ctx, raw, source, job, _enqueue, charset)
+
+
+@app.task(name="feedsift.process_articles", bind=True)
+def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
+    """Tags, fingerprints, deduplicates and stores a batch; a batch that keeps failing is dead-lettered."""
+    ctx = context()
+    try:
+        return pipeline.process_articles(ctx, batch, job)
+    except Retry:
+        raise
+    except Exception as exc:
+        attempt = self.request.retries + 1
+        if attempt < ctx.settings.process_attempts:
+            log.warning("batch failed (attempt %d): %s", attempt, exc)
+            raise self.retry(exc=exc, countdown=min(60, 2**attempt))
+        log.error("batch dead-lettered after %d attempts: %s", attempt, exc)
+        ctx.store.dead_letter({
+            "task": self.name, "id": self.request.id, "time": time.time(), "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5), "batch": batch, "job": job,
+        })
+        feeds = {a.get("feed", "") for a in batch if isinstance(a, dict)}
+        for feed in feeds:
+            ctx.store.record_error(feed, "", "dead_letter", f"batch of {len(batch)} articles failed {attempt} times: {exc}")
+        return {"stored": 0, "dead_lettered": len(batch)}
