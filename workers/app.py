@@ -31,8 +31,12 @@ def celery_config() -> dict:
         "task_routes": {
             "feedsift.fetch_feed": {"queue": FETCH_QUEUE},
             "feedsift.ingest_feed": {"queue": FETCH_QUEUE},
+            "feedsift.poll_feeds": {"queue": FETCH_QUEUE},
             "feedsift.process_articles": {"queue": PROCESS_QUEUE},
         },
+        "beat_schedule": {
+            "poll-feeds": {"task": "feedsift.poll_feeds", "schedule": float(s.poll_interval)},
+        } if s.poll_interval > 0 else {},
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }

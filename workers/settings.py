@@ -44,10 +44,12 @@ class Settings:
     process_attempts: int = 3
     #: Seconds before a message taken by a worker that died is delivered again.
     visibility_timeout: int = 3600
+    #: Seconds between two polls of every submitted feed URL by `celery beat` (0: no polling).
+    poll_interval: int = 900
     #: Path of the topic model artifact; empty: the published model in Redis, else the bundled one.
     model_path: str = ""
     #: User-Agent header of feed requests.
-    user_agent: str = "feedsift/0.1 (+https://github.com/feedsift/feedsift)"
+    user_agent: str = "feedsift/0.1 (feed reader)"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -75,3 +75,13 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
         for feed in feeds:
             ctx.store.record_error(feed, "", "dead_letter", f"batch of {len(batch)} articles failed {attempt} times: {exc}")
         return {"stored": 0, "dead_lettered": len(batch)}
+
+
+@app.task(name="feedsift.poll_feeds")
+def poll_feeds() -> dict:
+    """Sends `fetch_feed` for every submitted feed URL (run by `celery beat`); uploads are not polled."""
+    ctx = context()
+    urls = [f["url"] for f in ctx.store.feeds() if f.get("url", "").startswith(("http://", "https://"))]
+    for url in urls:
+        fetch_feed.apply_async((url,))
+    return {"polled": len(urls)}

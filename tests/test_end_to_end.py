@@ -1,0 +1,126 @@
+"""The example feeds served over HTTP on 127.0.0.1, submitted through the task API, read back from Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.harness import EXAMPLES, wait_for
+from workers.app import app
+from workers.feeds import feed_id, parse
+
+EXPECTED = json.loads((EXAMPLES / "EXPECTED.json").read_text())
+FILES = sorted({a["feed"] for a in EXPECTED["articles"]})
+
+
+def ids_by_guid() -> dict[tuple[str, str], str]:
+    """(feed file, guid) -> article id, computed the way the service computes it."""
+    out = {}
+    for name in FILES:
+        parsed = parse((EXAMPLES / name).read_bytes(), "x", "http://127.0.0.1/" + name, time.time(), 1000, 100_000)
+        for a in parsed.articles:
+            out[(name, a["guid"])] = a["id"]
+    return out
+
+
+def submit(ctx, urls: list[str]) -> str:
+    job = uuid.uuid4().hex[:12]
+    ctx.store.job_add(job, feeds=len(urls))
+    for url in urls:
+        app.send_task("feedsift.fetch_feed", args=[url], kwargs={"job": job})
+    return job
+
+
+def finished(ctx, job: str, feeds: int):
+    p = ctx.store.job_progress(job)
+    return p if p.get("feeds_done", 0) >= feeds and p["stored"] >= p["articles"] else None
+
+
+@pytest.fixture
+def served(feed_server):
+    tag = uuid.uuid4().hex[:8]
+    return [feed_server.add(f"/{tag}/{name}", (EXAMPLES / name).read_bytes(), etag=f'"{tag}-{name}"',
+                            headers={"Content-Type": "application/xml"}) for name in FILES]
+
+
+def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_server):
+    job = submit(ctx, served)
+    progress = wait_for(lambda: finished(ctx, job, len(served)), timeout=120, message="the example feeds")
+    ids = ids_by_guid()
+    assert progress["articles"] == len(EXPECTED["articles"]) == len(ids)
+    assert progress["errors"] == 0 if "errors" in progress else True
+
+    # every article stored once, with the documented flat fields
+    for (name, guid), aid in ids.items():
+        record = ctx.store.article(aid)
+        assert record["guid"] == guid
+        assert record["feed"] == feed_id(served[FILES.index(name)])
+        for field in ("id", "url", "title", "published", "summary", "topics", "scores", "duplicate_of", "similarity", "model", "processed_at"):
+            assert field in record, field
+        assert record["published"].endswith("Z") and len(record["summary"]) <= 300
+        assert set(json.loads(record["scores"])) == {"diplomacy", "sport", "politics"}
+    assert r.zcard("fstest:articles") == len(ids)
+
+    # topics of the clear-cut articles
+    wrong = []
+    for a in EXPECTED["articles"]:
+        if a["clear_cut"]:
+            got = ctx.store.article(ids[(a["feed"], a["guid"])])["topics"]
+            if sorted(filter(None, got.split(","))) != sorted(a["topics"]):
+                wrong.append((a["title"], a["topics"], got))
+    clear = sum(a["clear_cut"] for a in EXPECTED["articles"])
+    assert len(wrong) <= clear // 10, wrong  # at least 90% of clear-cut articles exactly right
+    for topic in ("diplomacy", "sport", "politics"):
+        members = {m.decode() for m in r.zrange(f"fstest:topic:{topic}", 0, -1)}
+        tagged = {aid for aid in ids.values() if topic in ctx.store.article(aid)["topics"].split(",")}
+        assert members == tagged
+
+    # syndicated copies point to their originals; same-subject different stories do not
+    for pair in EXPECTED["duplicates"]:
+        if pair["kind"] != "near":
+            continue
+        copy = ctx.store.article(ids[(pair["copy"]["feed"], pair["copy"]["guid"])])
+        original = ids[(pair["original"]["feed"], pair["original"]["guid"])]
+        assert {copy["duplicate_of"], copy["cluster"]} == {original}, copy["title"]
+        assert float(copy["similarity"]) >= 0.8
+        assert copy["id"] in ctx.store.cluster(original)
+    a, b = (ids[(d["feed"], d["guid"])] for d in EXPECTED["distinct_same_subject"])
+    assert ctx.store.article(a)["duplicate_of"] not in (b,) and ctx.store.article(b)["duplicate_of"] not in (a,)
+    flagged = {m.decode() for m in r.zrange("fstest:duplicates", 0, -1)}
+    expected_copies = {ids[(p["copy"]["feed"], p["copy"]["guid"])] for p in EXPECTED["duplicates"]}
+    assert flagged <= expected_copies
+
+    # feed state
+    for url in served:
+        state = ctx.store.feed(feed_id(url))
+        assert state["last_status"] == "200" and state["etag"] and state["url"] == url and state["title"]
+
+    # second poll: the server answers 304 and nothing is parsed or processed again
+    before = {aid: ctx.store.article(aid)["processed_at"] for aid in ids.values()}
+    requests_before = len(feed_server.requests)
+    time.sleep(1.1)
+    job2 = submit(ctx, served)
+    p2 = wait_for(lambda: finished(ctx, job2, len(served)), timeout=60, message="the second poll")
+    assert p2["articles"] == 0 and p2["stored"] == 0
+    new_requests = feed_server.requests[requests_before:]
+    assert len(new_requests) == len(served)
+    assert all(h.get("If-None-Match") for _, h in new_requests)
+    for url in served:
+        assert ctx.store.feed(feed_id(url))["last_status"] == "304"
+    assert {aid: ctx.store.article(aid)["processed_at"] for aid in ids.values()} == before
+
+
+def test_changed_feed_without_etag_processes_only_new_articles(ctx, r, worker, feed_server):
+    """A server without validators: the document is parsed again, but known articles are dropped."""
+    body = (EXAMPLES / "steppe-herald.xml").read_bytes()
+    url = feed_server.add(f"/{uuid.uuid4().hex}/plain.xml", body)
+    job = submit(ctx, [url])
+    first = wait_for(lambda: finished(ctx, job, 1), timeout=60, message="first poll")
+    assert first["articles"] == 12
+    job2 = submit(ctx, [url])
+    second = wait_for(lambda: finished(ctx, job2, 1), timeout=60, message="second poll")
+    assert second["articles"] == 0
+    assert ctx.store.feed(feed_id(url))["last_status"] == "200"
