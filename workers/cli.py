@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +21,7 @@ from rich.table import Table
 from workers.settings import get_settings
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _ctx():
@@ -101,12 +102,15 @@ def articles(topic, feed, duplicates, limit, as_json) -> int:
 
 
 def article_table(rows: list[dict]) -> Table:
-    table = Table(show_lines=False)
-    for col in ("id", "published", "title", "topics", "duplicate of"):
-        table.add_column(col, overflow="fold")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=16)
+    table.add_column("published", no_wrap=True, width=10)
+    table.add_column("title", overflow="fold", ratio=3, min_width=10)
+    table.add_column("topics", overflow="fold", ratio=1, min_width=9)
+    table.add_column("duplicate of", overflow="fold", ratio=1, min_width=16)
     for r in rows:
-        dup = f"{r['duplicate_of']} ({r.get('duplicate_kind', '')} {r.get('similarity', '')})" if r.get("duplicate_of") else ""
-        table.add_row(r.get("id", ""), r.get("published", "")[:10], r.get("title", "")[:70], r.get("topics", "") or "-", dup)
+        dup = f"{r['duplicate_of']} {r.get('duplicate_kind', '')} {r.get('similarity', '')}" if r.get("duplicate_of") else ""
+        table.add_row(r.get("id", ""), r.get("published", "")[:10], r.get("title", ""), r.get("topics", "") or "-", dup)
     return table
 
 
