@@ -129,6 +129,12 @@ def recurring_lines(texts: list[str], min_count: int = 3, min_share: float = 0.3
     return frozenset(key for key, n in counts.items() if n >= floor and key)
 
 
+def remember_lines(known: list[str], learned, limit: int = 200) -> list[str]:
+    """A feed's boilerplate across polls: what it had, then lines newly learned; the newest `limit` kept."""
+    merged = list(known) + sorted(k for k in set(learned) if k and k not in set(known))
+    return merged[-limit:]
+
+
 def words(text: str) -> list[str]:
     """Lower-cased word tokens; the unit of shingles."""
     return _WORD.findall(text.lower())

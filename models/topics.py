@@ -1,10 +1,18 @@
-"""The topic model: hashed TF-IDF features and one logistic regression per topic.
+"""The topic model: hashed TF-IDF features and one linear classifier per topic.
 
 Multi-label by construction: each topic has its own classifier and its own
 threshold, chosen on out-of-fold predictions so that the stored tags
-maximise F1 per topic. Features are hashed, so the artifact holds no
-vocabulary and stays small; `explain` recovers term weights by hashing the
-article's own terms.
+maximise F1 per topic. Three linear learners are supported (logistic
+regression, a linear SVM with sigmoid calibration, SGD with logistic loss);
+all end as the same plain arrays: a weight vector and an intercept per
+topic, and a sigmoid that maps the linear score to a probability.
+
+Features are hashed, so the artifact holds no vocabulary and stays small;
+`explain` recovers term weights by hashing the article's own terms. Word
+n-grams are hashed here (each distinct token once, n-grams combined with
+integer arithmetic on whole arrays), which is several times faster than a
+per-n-gram string hash; character n-grams, when enabled, use scikit-learn's
+`HashingVectorizer`.
 
 The artifact is a NumPy `.npz` archive of plain arrays plus a JSON header,
 loaded with `allow_pickle=False`: opening a model never executes code.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,82 +31,195 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.svm import LinearSVC
+from sklearn.utils import murmurhash3_32
 
 from models.text import normalise
 
 TOPICS: tuple[str, ...] = ("diplomacy", "sport", "politics")
-FORMAT = "feedsift-topics/1"
+FORMAT = "feedsift-topics/2"
+CLASSIFIERS = ("logreg", "svm", "sgd")
+
+_TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
+_U64 = np.uint64
+_MASK = 0xFFFFFFFFFFFFFFFF
+# Token -> 32-bit murmur hash. Shared by every model (the hash has no per-model seed);
+# cleared when it grows past _CACHE_MAX so a long-running worker stays bounded.
+_HASHES: dict[str, int] = {}
+_CACHE_MAX = 200_000
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Combines two uint64 hash arrays into one (a splitmix64 finaliser over a*K + b)."""
+    x = a * _U64(0x9E3779B97F4A7C15) + b + _U64(0x632BE59BD9B4E019)
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
+
+
+def _token_hashes(tokens: list[str]) -> np.ndarray:
+    missing = set(tokens).difference(_HASHES)
+    if missing:
+        if len(_HASHES) + len(missing) > _CACHE_MAX:
+            _HASHES.clear()
+            missing = set(tokens)
+        for t in missing:
+            _HASHES[t] = murmurhash3_32(t, seed=0, positive=True)
+    return np.fromiter(map(_HASHES.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
+
+
+def tokens(doc: str) -> list[str]:
+    """Lower-cased word tokens of two or more characters (the word n-grams' unit)."""
+    return _TOKEN.findall(doc.lower())
 
 
 @dataclass
 class TopicModel:
-    """TF-IDF over hashed word n-grams (optionally character n-grams too) + logistic regression per topic.
+    """TF-IDF over hashed word n-grams (optionally character n-grams too) + a linear classifier per topic.
 
     Settings are explicit keywords; learned state ends in `_` (scikit-learn's
     convention), so the training code can clone and compare configurations.
+    Probabilities are `1 / (1 + exp(a * (x.w + c) + b))` per topic, with
+    `(a, b) = (-1, 0)` for the learners that are probabilistic already.
     """
 
     n_features: int = 2**20
-    word_ngrams: tuple[int, int] = (1, 2)
+    word_ngrams: tuple[int, int] = (1, 1)
     char_ngrams: tuple[int, int] | None = None
+    #: character n-grams read only the first `char_chars` characters (title and lead); 0: all of it
+    char_chars: int = 0
+    classifier: str = "logreg"
     C: float = 8.0
+    alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
     topics: tuple[str, ...] = TOPICS
     idf_: np.ndarray | None = field(default=None, repr=False)
     coef_: np.ndarray | None = field(default=None, repr=False)
     intercept_: np.ndarray | None = field(default=None, repr=False)
+    calib_: np.ndarray | None = field(default=None, repr=False)
     thresholds_: np.ndarray | None = field(default=None, repr=False)
     meta_: dict = field(default_factory=dict, repr=False)
+    oof_: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _weights: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, not {self.classifier!r}")
+        lo, hi = self.word_ngrams
+        if not 1 <= lo <= hi <= 3:
+            raise ValueError(f"word n-grams must lie within (1, 3), not {self.word_ngrams}")
+
+    def params(self) -> dict:
+        return {
+            "n_features": self.n_features,
+            "word_ngrams": list(self.word_ngrams),
+            "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None,
+            "char_chars": self.char_chars,
+            "classifier": self.classifier,
+            "C": self.C,
+            "alpha": self.alpha,
+            "class_weight": self.class_weight,
+            "title_weight": self.title_weight,
+        }
+
+    @property
+    def width(self) -> int:
+        return self.n_features * (2 if self.char_ngrams else 1)
 
     # -- features -----------------------------------------------------------
-    def _vectorizers(self) -> list[HashingVectorizer]:
-        common = dict(n_features=self.n_features, alternate_sign=False, norm=None, lowercase=True, dtype=np.float32)
-        vecs = [HashingVectorizer(analyzer="word", ngram_range=tuple(self.word_ngrams), token_pattern=r"(?u)\b\w\w+\b", **common)]
-        if self.char_ngrams:
-            vecs.append(HashingVectorizer(analyzer="char_wb", ngram_range=tuple(self.char_ngrams), **common))
-        return vecs
-
     def document(self, title: str, text: str) -> str:
         """Title repeated so a headline-only excerpt and a full article weigh it alike."""
-        return normalise(" ".join([title] * self.title_weight + [text]))
+        doc = " ".join([title] * self.title_weight + [text])
+        # ASCII text is already in normal form; folding is only needed (and only costs) otherwise.
+        return doc if doc.isascii() else normalise(doc)
+
+    def _char_vectorizer(self) -> HashingVectorizer:
+        return HashingVectorizer(analyzer="char_wb", ngram_range=tuple(self.char_ngrams), n_features=self.n_features,
+                                 alternate_sign=False, norm=None, lowercase=True, dtype=np.float32)
+
+    def _word_columns(self, toks: list[str], lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every word n-gram occurrence, in document order."""
+        h = _token_hashes(toks)
+        doc = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
+        rows, cols = [], []
+        lo, hi = self.word_ngrams
+        g = h
+        for n in range(1, hi + 1):
+            if n > 1:
+                g = _mix(g[:-1], h[n - 1 :])
+            if n >= lo and len(g):
+                same = doc[: len(g)] == doc[n - 1 :]
+                rows.append(doc[: len(g)][same])
+                cols.append((g[same] % _U64(self.n_features)).astype(np.int64))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows), np.concatenate(cols)
 
     def counts(self, docs: Sequence[str]) -> sp.csr_matrix:
-        mats = [v.transform(docs) for v in self._vectorizers()]
-        X = mats[0] if len(mats) == 1 else sp.hstack(mats, format="csr")
-        X = X.tocsr()
-        X.data = 1.0 + np.log(X.data, dtype=np.float32)  # sublinear tf
+        """Sublinear term counts (1 + log tf) over hashed columns, one row per document."""
+        toks: list[str] = []
+        lens = np.zeros(len(docs), dtype=np.int64)
+        for i, doc in enumerate(docs):
+            t = _TOKEN.findall(doc.lower())
+            lens[i] = len(t)
+            toks.extend(t)
+        rows, cols = self._word_columns(toks, lens)
+        X = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features))
+        X.sum_duplicates()
+        if self.char_ngrams:
+            text = docs if not self.char_chars else [d[: self.char_chars] for d in docs]
+            X = sp.hstack([X, self._char_vectorizer().transform(text)], format="csr")
+            X.sum_duplicates()
+        X.data = 1.0 + np.log(X.data, dtype=np.float32)
         return X
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        X = counts.multiply(self.idf_).tocsr()
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+        X = counts.copy()
+        X.data = X.data * self.idf_[X.indices]
+        sq = np.concatenate([[0.0], np.cumsum(X.data.astype(np.float64) ** 2)])
+        norms = np.sqrt(sq[X.indptr[1:]] - sq[X.indptr[:-1]])
         norms[norms == 0] = 1.0
-        return sp.diags(1.0 / norms).dot(X).tocsr().astype(np.float32)
+        X.data = (X.data / np.repeat(norms, np.diff(X.indptr))).astype(np.float32)
+        return X
 
     # -- learning -----------------------------------------------------------
-    def fit(self, docs: Sequence[str], Y: np.ndarray, folds: int = 5, seed: int = 0) -> "TopicModel":
+    def fit(self, docs: Sequence[str], Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> "TopicModel":
+        return self.fit_counts(self.counts(docs), Y, folds=folds, seed=seed, group=group)
+
+    def fit_counts(self, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> "TopicModel":
+        """Learns IDF, one classifier per topic and each topic's threshold (on `folds`-fold out-of-fold predictions).
+
+        Rows with the same `group` (views of one article) always fall in the same fold.
+        """
         Y = np.asarray(Y, dtype=np.int8)
-        counts = self.counts(docs)
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
         n = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
         self.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
         X = self._tfidf(counts)
-        coefs, intercepts, thresholds, oof = [], [], [], np.zeros(Y.shape, dtype=np.float32)
-        cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
+        coefs, intercepts, calib, thresholds = [], [], [], []
+        oof = np.zeros(Y.shape, dtype=np.float32)
+        cv = fold_splits(n, folds, seed, group)
         for j in range(Y.shape[1]):
-            clf = self._classifier()
-            oof[:, j] = cross_val_predict(clf, X, Y[:, j], cv=cv, method="predict_proba")[:, 1]
+            oof[:, j] = cross_val_predict(self._classifier(), X, Y[:, j], cv=cv, method="predict_proba")[:, 1]
             thresholds.append(best_threshold(Y[:, j], oof[:, j]))
-            clf.fit(X, Y[:, j])
-            coefs.append(clf.coef_[0].astype(np.float32))
-            intercepts.append(float(clf.intercept_[0]))
-        self.coef_ = np.vstack(coefs)
+            w, c, a, b = self._linear(self._classifier().fit(X, Y[:, j]))
+            coefs.append(w)
+            intercepts.append(c)
+            calib.append((a, b))
+        self.coef_ = np.vstack(coefs).astype(np.float32)
         self.intercept_ = np.asarray(intercepts, dtype=np.float32)
+        self.calib_ = np.asarray(calib, dtype=np.float32)
         self.thresholds_ = np.asarray(thresholds, dtype=np.float32)
+        self.oof_ = oof
         self.meta_ = {
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "n_train": int(n),
@@ -105,79 +227,115 @@ class TopicModel:
         }
         return self
 
-    def _classifier(self) -> LogisticRegression:
+    def _classifier(self):
+        if self.classifier == "svm":
+            svm = LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=5000)
+            return CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)
+        if self.classifier == "sgd":
+            return SGDClassifier(loss="log_loss", alpha=self.alpha, class_weight=self.class_weight, max_iter=100,
+                                 tol=1e-4, random_state=0)
         return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000, solver="liblinear")
 
+    def _linear(self, clf) -> tuple[np.ndarray, float, float, float]:
+        """(weights, intercept, a, b) of a fitted classifier: p = 1 / (1 + exp(a * (x.w + c) + b))."""
+        if isinstance(clf, CalibratedClassifierCV):
+            pair = clf.calibrated_classifiers_[0]
+            est, sig = pair.estimator, pair.calibrators[0]
+            return est.coef_[0], float(est.intercept_[0]), float(sig.a_), float(sig.b_)
+        return clf.coef_[0], float(clf.intercept_[0]), -1.0, 0.0
+
     # -- prediction ---------------------------------------------------------
+    def logits(self, X: sp.csr_matrix) -> np.ndarray:
+        """Log-odds per topic of TF-IDF rows (after calibration)."""
+        if self._weights is None or self._weights[0] is not self.coef_:
+            # (features, topics), contiguous: a sparse row times it reads only the row's columns
+            self._weights = (self.coef_, np.ascontiguousarray(self.coef_.T))
+        z = np.asarray(X @ self._weights[1]) + self.intercept_
+        return -(self.calib_[:, 0] * z + self.calib_[:, 1])
+
     def predict_proba(self, docs: Sequence[str]) -> np.ndarray:
+        return self.predict_proba_counts(self.counts(docs))
+
+    def predict_proba_counts(self, counts: sp.csr_matrix) -> np.ndarray:
         if self.coef_ is None:
             raise RuntimeError("model is not trained")
-        X = self._tfidf(self.counts(docs))
-        z = X @ self.coef_.T + self.intercept_
-        return 1.0 / (1.0 + np.exp(-z))
+        return expit(self.logits(self._tfidf(counts)))
 
     def tags(self, probs: np.ndarray) -> list[list[str]]:
         hit = probs >= self.thresholds_
         return [[t for t, h in zip(self.topics, row) if h] for row in hit]
 
-    def explain(self, doc: str, top: int = 8) -> dict[str, list[tuple[str, float]]]:
-        """Per topic, the document's terms with the largest contributions (+ and -)."""
+    def explain(self, doc: str, top: int = 8) -> dict[str, dict]:
+        """Per topic: probability, threshold, and the document's terms that pushed the log-odds up and down most.
+
+        A term's weight is its TF-IDF value times the topic's (calibrated) weight
+        for its hashed column: the amount it adds to the topic's log-odds.
+        """
         X = self._tfidf(self.counts([doc]))
+        value = dict(zip(X.indices.tolist(), X.data.tolist()))
+        logit = self.logits(X)[0]
         terms = self._terms(doc)
-        out: dict[str, list[tuple[str, float]]] = {}
+        out: dict[str, dict] = {}
         for j, topic in enumerate(self.topics):
-            contrib = {}
-            for term, idx in terms.items():
-                value = float(X[0, idx] * self.coef_[j, idx])
-                if value:
-                    contrib[term] = value
-            ranked = sorted(contrib.items(), key=lambda kv: -abs(kv[1]))
-            out[topic] = ranked[:top]
+            slope = -float(self.calib_[j, 0])
+            contrib = [(term, round(value[col] * float(self.coef_[j, col]) * slope, 4))
+                       for term, col in terms.items() if col in value]
+            contrib = [c for c in contrib if c[1]]
+            up = sorted((c for c in contrib if c[1] > 0), key=lambda c: -c[1])[:top]
+            down = sorted((c for c in contrib if c[1] < 0), key=lambda c: c[1])[:top]
+            p = float(expit(logit[j]))
+            out[topic] = {"probability": round(p, 4), "threshold": round(float(self.thresholds_[j]), 4),
+                          "tagged": p >= float(self.thresholds_[j]), "up": up, "down": down}
         return out
 
     def _terms(self, doc: str) -> dict[str, int]:
-        """Each term of the document and its column, found by hashing the term alone."""
-        terms: dict[str, int] = {}
-        lookup = HashingVectorizer(analyzer=_identity, n_features=self.n_features, alternate_sign=False, norm=None)
-        for offset, vec in enumerate(self._vectorizers()):
-            found = sorted(set(vec.build_analyzer()(doc)))
-            if not found:
-                continue
-            rows = lookup.transform([[t] for t in found])
-            for term, col in zip(found, rows.indices):
-                terms[term] = offset * self.n_features + int(col)
-        return terms
+        """Each term of the document and its column, hashed exactly as `counts` hashes it."""
+        toks = tokens(doc)
+        found: dict[str, int] = {}
+        if toks:
+            h = _token_hashes(toks)
+            lo, hi = self.word_ngrams
+            g = h
+            for n in range(1, hi + 1):
+                if n > 1:
+                    g = _mix(g[:-1], h[n - 1 :])
+                if n >= lo:
+                    cols = (g % _U64(self.n_features)).astype(np.int64).tolist()
+                    for i, col in enumerate(cols):
+                        found.setdefault(" ".join(toks[i : i + n]), col)
+        if self.char_ngrams:
+            text = doc if not self.char_chars else doc[: self.char_chars]
+            grams = sorted(set(self._char_vectorizer().build_analyzer()(text)))
+            lookup = HashingVectorizer(analyzer=_identity, n_features=self.n_features, alternate_sign=False, norm=None)
+            if grams:
+                for gram, col in zip(grams, lookup.transform([[g] for g in grams]).indices):
+                    found.setdefault(f"«{gram}»", self.n_features + int(col))
+        return found
 
     # -- persistence --------------------------------------------------------
     def header(self) -> dict:
         return {
             "format": FORMAT,
             "topics": list(self.topics),
-            "params": {
-                "n_features": self.n_features,
-                "word_ngrams": list(self.word_ngrams),
-                "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None,
-                "C": self.C,
-                "class_weight": self.class_weight,
-                "title_weight": self.title_weight,
-            },
-            "thresholds": [float(t) for t in self.thresholds_],
+            "params": self.params(),
+            "thresholds": [round(float(t), 4) for t in self.thresholds_],
             "meta": self.meta_,
         }
 
     def to_bytes(self) -> bytes:
-        """Sparse arrays (only learned weights are stored) in an .npz archive."""
+        """Only learned columns are stored (sparse), in an .npz archive of plain arrays."""
+        self.meta_["version"] = self.version
         cols = np.flatnonzero(np.any(self.coef_ != 0, axis=0)).astype(np.int32)
-        header = self.header()
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
-            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            header=np.frombuffer(json.dumps(self.header()).encode(), dtype=np.uint8),
             cols=cols,
             coef=self.coef_[:, cols].astype(np.float32),
             idf=self.idf_[cols],
             idf_default=np.float32(self.idf_.max()),
             intercept=self.intercept_,
+            calib=self.calib_,
         )
         return buf.getvalue()
 
@@ -187,35 +345,37 @@ class TopicModel:
         return self.meta_.get("version") or _version(self)
 
     def save(self, path: str | Path) -> str:
-        self.meta_["version"] = _version(self)
         data = self.to_bytes()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
-        return self.meta_["version"]
+        return self.version
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TopicModel":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
             if header.get("format") != FORMAT:
-                raise ValueError(f"not a feedsift topic model (format {header.get('format')!r})")
+                raise ValueError(f"not a feedsift topic model of this release (format {header.get('format')!r}); retrain it")
             p = header["params"]
             model = cls(
                 n_features=p["n_features"],
                 word_ngrams=tuple(p["word_ngrams"]),
                 char_ngrams=tuple(p["char_ngrams"]) if p["char_ngrams"] else None,
+                char_chars=p["char_chars"],
+                classifier=p["classifier"],
                 C=p["C"],
+                alpha=p["alpha"],
                 class_weight=p["class_weight"],
                 title_weight=p["title_weight"],
                 topics=tuple(header["topics"]),
             )
-            width = p["n_features"] * (2 if p["char_ngrams"] else 1)
             cols = z["cols"]
-            model.coef_ = np.zeros((len(model.topics), width), dtype=np.float32)
+            model.coef_ = np.zeros((len(model.topics), model.width), dtype=np.float32)
             model.coef_[:, cols] = z["coef"]
-            model.idf_ = np.full(width, z["idf_default"], dtype=np.float32)
+            model.idf_ = np.full(model.width, z["idf_default"], dtype=np.float32)
             model.idf_[cols] = z["idf"]
             model.intercept_ = z["intercept"].astype(np.float32)
+            model.calib_ = z["calib"].astype(np.float32)
         model.thresholds_ = np.asarray(header["thresholds"], dtype=np.float32)
         model.meta_ = header["meta"]
         return model
@@ -225,24 +385,37 @@ class TopicModel:
         return cls.from_bytes(Path(path).read_bytes())
 
 
+def fold_splits(n: int, folds: int, seed: int = 0, group=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold (train, test) index pairs; rows sharing a group stay together."""
+    if group is None:
+        return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
+    uniq, inverse = np.unique(np.asarray(group), return_inverse=True)
+    fold = (np.random.RandomState(seed).permutation(len(uniq)) % folds)[inverse]
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+
+
+def read_header(data: bytes) -> dict:
+    """The JSON header of an artifact, without building the model."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return json.loads(bytes(z["header"]).decode())
+
+
 def _identity(terms):
     return terms
 
 
 def _version(model: TopicModel) -> str:
-    digest = hashlib.sha256(model.coef_.tobytes() + model.thresholds_.tobytes()).hexdigest()[:8]
+    digest = hashlib.sha256(model.coef_.tobytes() + model.intercept_.tobytes() + model.calib_.tobytes()
+                            + model.thresholds_.tobytes() + json.dumps(model.params()).encode()).hexdigest()[:8]
     day = model.meta_.get("trained_at", "")[:10].replace("-", "") or "untrained"
     return f"{day}-{digest}"
 
 
 def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The probability cut that maximises F1 on held-out predictions."""
-    best, best_f1 = 0.5, -1.0
-    for t in np.linspace(0.1, 0.9, 81):
-        f1 = _f1(y, p >= t)
-        if f1 > best_f1 + 1e-9:
-            best, best_f1 = float(t), f1
-    return best
+    """The probability cut that maximises F1 on held-out predictions (the lowest of equally good cuts)."""
+    grid = np.round(np.linspace(0.1, 0.9, 81), 2)
+    f1s = np.array([_f1(y, p >= t) for t in grid])
+    return float(grid[int(np.argmax(f1s >= f1s.max() - 1e-9))])
 
 
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -258,6 +431,7 @@ def scores(Y: np.ndarray, pred: np.ndarray, topics: Iterable[str] = TOPICS) -> d
     pred = np.asarray(pred).astype(bool)
     out: dict = {}
     tps = fps = fns = 0.0
+    topics = list(topics)
     for j, topic in enumerate(topics):
         tp = float(np.sum(Y[:, j] & pred[:, j]))
         fp = float(np.sum(~Y[:, j] & pred[:, j]))

@@ -77,6 +77,8 @@ class Route:
     status: int = 200
     headers: dict = field(default_factory=dict)
     etag: str = ""
+    #: Writes the whole raw response itself (status line included) to the socket file: slow or broken servers.
+    raw: object = None
 
 
 class FeedServer:
@@ -95,6 +97,13 @@ class FeedServer:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if route.raw is not None:
+                    self.close_connection = True
+                    try:
+                        route.raw(self.wfile)
+                    except OSError:
+                        pass
                     return
                 if route.etag and self.headers.get("If-None-Match") == route.etag:
                     self.send_response(304)
@@ -141,3 +150,53 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, message: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def send_job(ctx, app, calls: list[tuple[str, list, dict]]) -> str:
+    """Sends task calls as one submission (a job), the way the CLI does; returns the job id."""
+    import uuid
+
+    job = uuid.uuid4().hex[:12]
+    ctx.store.job_add(job, feeds=len(calls))
+    for name, args, kwargs in calls:
+        app.send_task(name, args=args, kwargs={**kwargs, "job": job})
+    return job
+
+
+def job_finished(store, job: str, feeds: int):
+    """The job's progress once every feed is done and every enqueued article stored, else None."""
+    p = store.job_progress(job)
+    return p if p.get("feeds_done", 0) >= feeds and p["stored"] >= p["articles"] else None
+
+
+class Listener:
+    """A socket listening on `host` that only counts the connections made to it (it never answers)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        import socket
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from models.topics import TopicModel, best_threshold, labels, scores
+from models.topics import TopicModel, best_threshold, fold_splits, labels, scores
 
 SPORT = ["striker scores twice as club wins league title", "tennis champion wins final in straight sets",
          "coach sacked after cup defeat", "sprinter breaks world record at athletics meeting",
@@ -64,14 +64,87 @@ def test_refuses_foreign_archives(tmp_path):
 
 def test_explain_names_the_terms_that_push(model):
     why = model.explain(model.document("", "the striker scored a goal in the cup final"))
-    assert why["sport"] and why["sport"][0][1] > 0
-    assert any(term in ("striker", "cup") for term, _ in why["sport"])
+    sport = why["sport"]
+    assert sport["up"] and all(w > 0 for _, w in sport["up"]) and all(w < 0 for _, w in why["politics"]["down"])
+    assert any(term in ("striker", "cup", "cup final") for term, _ in sport["up"])
+    assert sport["tagged"] == (sport["probability"] >= sport["threshold"])
+    p = model.predict_proba([model.document("", "the striker scored a goal in the cup final")])[0, 1]
+    assert sport["probability"] == pytest.approx(p, abs=1e-4)
+
+
+def test_explain_terms_are_the_columns_counts_uses():
+    m = TopicModel(n_features=2**12, word_ngrams=(1, 2))
+    doc = "Ministers met envoys; the envoys met again"
+    cols = set(m.counts([doc]).indices.tolist())
+    assert set(m._terms(doc).values()) == cols
+    assert "ministers met" in m._terms(doc) and "envoys" in m._terms(doc)
+
+
+def test_counts_are_sublinear_and_ngram_aware():
+    m = TopicModel(n_features=2**16, word_ngrams=(1, 2))
+    X = m.counts(["goal goal goal", "goal"])
+    assert X.shape == (2, 2**16)
+    row0 = dict(zip(X[0].indices.tolist(), X[0].data.tolist()))
+    assert len(row0) == 2  # "goal" and "goal goal"
+    assert max(row0.values()) == pytest.approx(1 + np.log(3), rel=1e-5)
+    assert X[1].nnz == 1
+    uni = TopicModel(n_features=2**16, word_ngrams=(1, 1))
+    assert uni.counts(["goal goal goal"]).nnz == 1
+
+
+def test_documents_fold_unicode_only_when_needed():
+    m = TopicModel()
+    assert m.document("Title", "plain text") == "Title Title plain text"
+    assert m.document("\u201cQuoted\u201d", "caf\u00e9  \uff21") == '"Quoted" "Quoted" caf\u00e9 A'
+
+
+@pytest.mark.parametrize("classifier", ["svm", "sgd"])
+def test_other_learners_round_trip_as_plain_arrays(classifier, tmp_path):
+    data = rows()
+    m = TopicModel(n_features=2**14, classifier=classifier, C=0.5)
+    m.fit([m.document(r["title"], r["text"]) for r in data], labels(data), folds=3)
+    assert m.calib_.shape == (3, 2)
+    if classifier == "svm":
+        assert np.all(m.calib_[:, 0] < 0)  # a sigmoid fitted on the SVM scores, increasing in the score
+    else:
+        assert np.all(m.calib_ == np.array([-1.0, 0.0], dtype=np.float32))
+    m.save(tmp_path / "m.npz")
+    loaded = TopicModel.load(tmp_path / "m.npz")
+    docs = [m.document("", t) for t in SPORT + POLITICS]
+    np.testing.assert_allclose(loaded.predict_proba(docs), m.predict_proba(docs), rtol=1e-5, atol=1e-6)
+    assert loaded.classifier == classifier and loaded.version == m.version
+    tags = loaded.tags(loaded.predict_proba([loaded.document("", SPORT[0])]))
+    assert tags == [["sport"]]
+
+
+def test_refuses_older_format(tmp_path):
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(json.dumps({"format": "feedsift-topics/1"}).encode(), dtype=np.uint8))
+    with pytest.raises(ValueError, match="retrain"):
+        TopicModel.from_bytes(buf.getvalue())
+
+
+def test_unknown_learner_is_refused():
+    with pytest.raises(ValueError, match="classifier"):
+        TopicModel(classifier="forest")
+
+
+def test_fold_splits_keep_groups_together():
+    group = np.repeat(np.arange(20), 2)
+    splits = fold_splits(len(group), 5, seed=0, group=group)
+    assert len(splits) == 5
+    tested = np.concatenate([test for _, test in splits])
+    assert sorted(tested.tolist()) == list(range(40))
+    for train, test in splits:
+        assert not set(group[train]) & set(group[test])
 
 
 def test_best_threshold_maximises_f1():
     y = np.array([0, 0, 1, 1, 1])
     p = np.array([0.1, 0.45, 0.5, 0.8, 0.9])
     assert 0.45 < best_threshold(y, p) <= 0.5
+    # of equally good cuts, the lowest (recall first when nothing else decides)
+    assert best_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == pytest.approx(0.21, abs=1e-6)
 
 
 def test_scores_micro_and_macro():

@@ -18,6 +18,9 @@ def celery_config() -> dict:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": s.visibility_timeout,
+            # look for messages of dead workers often enough that they come back soon after the timeout
+            "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
             "global_keyprefix": Keys(s.prefix).queue_prefix,
         },
         "task_serializer": "json",

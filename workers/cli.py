@@ -149,6 +149,24 @@ def feeds(as_json: bool) -> int:
     return 0
 
 
+def duplicates(limit: int, as_json: bool) -> int:
+    """Duplicate clusters, newest first: the canonical (earliest-seen) article, then each member."""
+    clusters = _ctx().store.clusters(limit=limit)
+    if as_json:
+        print(json.dumps(clusters, indent=2, ensure_ascii=False))
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("cluster", "id", "kind", "similarity", "duplicate of", "title"):
+        table.add_column(col, overflow="fold")
+    for c in clusters:
+        table.add_row(c["canonical"], c["canonical"], "canonical", "", "", c["title"])
+        for m in c["members"]:
+            table.add_row("", m["id"], m["kind"], m["similarity"], m["duplicate_of"], m["title"])
+    console.print(table)
+    console.print(f"{len(clusters)} clusters, {sum(len(c['members']) for c in clusters)} duplicates")
+    return 0
+
+
 def errors(limit: int, as_json: bool) -> int:
     rows = _ctx().store.errors(count=limit)
     if as_json:
@@ -163,21 +181,60 @@ def errors(limit: int, as_json: bool) -> int:
     return 0
 
 
-def train(data: str | None, with_starter: bool, out: str | None) -> int:
+def train(data: str | None, with_starter: bool, out: str | None, eval_path: str | None) -> int:
+    """Without --data: rebuilds the bundled model from the starter corpus (training part; scored on the held-out part).
+    With --data: trains on the user's rows (plus the whole starter corpus with --with-starter) and publishes the
+    version to Redis as current, or only saves it with --out."""
     from models.topics import load_jsonl
-    from models.training import starter_rows, train as fit
+    from models.training import corpus, evaluate as score, train as fit
     from workers.context import bundled_model_path
 
-    rows = load_jsonl(data) if data else []
-    if with_starter or not data:
-        rows = starter_rows() + rows
-    err.print(f"training on {len(rows)} labelled articles …")
+    if not data:
+        if eval_path:
+            raise ValueError("--eval goes with --data; the bundled model is scored on the corpus's held-out part")
+        rows, held = corpus()
+        err.print(f"training the bundled model on {len(rows)} corpus articles ({len(held)} held out) …")
+        model = fit(rows)
+        model.meta_["data"] = f"starter corpus, training part ({len(rows)} articles)"
+        model.meta_["held_out"] = _figures(score(model, held))
+        _print_scores("cross-validated (out-of-fold, training part)", model.meta_["cv"])
+        _print_scores(f"held-out corpus part ({len(held)} articles)", model.meta_["held_out"])
+        target = Path(out) if out else bundled_model_path()
+        version = model.save(target)
+        console.print(f"model {version} saved to {target}")
+        return 0
+    user = load_jsonl(data)
+    rows = list(user)
+    if with_starter:
+        train_part, held = corpus()
+        rows += train_part + held
+    err.print(f"training on {len(user)} labelled articles from {data}" + (f" and {len(rows) - len(user)} corpus articles" if with_starter else "") + " …")
     model = fit(rows)
-    target = Path(out) if out else bundled_model_path()
-    version = model.save(target)
-    _print_scores("cross-validated", model.meta_["cv"])
-    console.print(f"model {version} saved to {target}")
+    model.meta_["data"] = f"{Path(data).name} ({len(user)} articles)" + (f" + starter corpus ({len(rows) - len(user)})" if with_starter else "")
+    _print_scores("cross-validated (out-of-fold)", model.meta_["cv"])
+    if with_starter:
+        from models.topics import labels, scores
+
+        model.meta_["cv_user"] = scores(labels(user, model.topics), model.oof_[: len(user)] >= model.thresholds_, model.topics)
+        _print_scores(f"cross-validated, your {len(user)} articles only", model.meta_["cv_user"])
+    if eval_path:
+        model.meta_["eval"] = {"data": Path(eval_path).name, **_figures(score(model, load_jsonl(eval_path)))}
+        _print_scores(f"{eval_path}", model.meta_["eval"])
+    if out:
+        version = model.save(out)
+        console.print(f"model {version} saved to {out} (not published)")
+        return 0
+    from workers import registry
+
+    ctx = _ctx()
+    version = registry.publish(ctx.redis, ctx.keys, model)
+    console.print(f"model {version} published and current; workers switch to it on their next batch")
     return 0
+
+
+def _figures(result: dict) -> dict:
+    """The scores of an evaluation without its per-article lists (for a model's header)."""
+    return {k: v for k, v in result.items() if k not in ("confusions", "mixups")}
 
 
 def evaluate(data: str, model_path: str | None, as_json: bool) -> int:
@@ -188,11 +245,24 @@ def evaluate(data: str, model_path: str | None, as_json: bool) -> int:
     model = TopicModel.load(model_path or bundled_model_path())
     result = score(model, load_jsonl(data))
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({"model": model.version, **result}, indent=2))
         return 0
     _print_scores(f"{data} ({result['rows']} articles, model {model.version})", result)
+    lengths = Table(title="micro-F1 by length")
+    for col in ("length", "articles", "micro-F1", "macro-F1"):
+        lengths.add_column(col)
+    for name, v in result["by_length"].items():
+        lengths.add_row(name, str(v["rows"]), f"{v['micro_f1']:.3f}", f"{v['macro_f1']:.3f}")
+    console.print(lengths)
+    if result["mixups"]:
+        mix = Table(title="label sets confused (labelled -> predicted)")
+        for col in ("labelled", "predicted", "articles"):
+            mix.add_column(col)
+        for m in result["mixups"][:10]:
+            mix.add_row(m["labelled"], m["predicted"], str(m["count"]))
+        console.print(mix)
     if result["confusions"]:
-        table = Table(title="costliest mistakes")
+        table = Table(title="costliest mistakes (most confident wrong calls)")
         for col in ("id", "topic", "error", "p", "title"):
             table.add_column(col, overflow="fold")
         for m in result["confusions"][:10]:
@@ -201,12 +271,77 @@ def evaluate(data: str, model_path: str | None, as_json: bool) -> int:
     return 0
 
 
+def models(action: str | None, version: str | None, as_json: bool) -> int:
+    """Lists published topic model versions with their figures, or (`use VERSION`) makes one current."""
+    from models.topics import TopicModel
+    from workers import registry
+    from workers.context import bundled_model_path
+
+    ctx = _ctx()
+    bundled = TopicModel.load(bundled_model_path())
+    if action == "use":
+        chosen = registry.use(ctx.redis, ctx.keys, version, bundled.version)
+        if chosen == registry.BUNDLED:
+            console.print(f"workers use the bundled model {bundled.version} from their next batch")
+        else:
+            console.print(f"workers use model {chosen} from their next batch")
+        return 0
+    current = registry.current(ctx.redis, ctx.keys)
+    rows = [{**h, "current": h["version"] == current} for h in registry.versions(ctx.redis, ctx.keys)]
+    rows.insert(0, {**bundled.header(), "version": bundled.version, "bundled": True, "current": current is None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="topic models (* = current)")
+    table.add_column("")
+    table.add_column("version", no_wrap=True)
+    for col in ("trained", "data", "CV micro-F1", "CV F1 d/s/p", "eval micro-F1"):
+        table.add_column(col, overflow="fold")
+    for h in rows:
+        meta, cv = h.get("meta", {}), h.get("meta", {}).get("cv", {})
+        evaluated = meta.get("eval") or meta.get("held_out") or {}
+        per_topic = "/".join(f"{cv[t]['f1']:.2f}" for t in h["topics"] if t in cv)
+        table.add_row("*" if h["current"] else "", h["version"] + (" (bundled)" if h.get("bundled") else ""),
+                      meta.get("trained_at", "")[:16], meta.get("data", ""), f"{cv.get('micro_f1', 0):.3f}", per_topic,
+                      f"{evaluated['micro_f1']:.3f}" if evaluated else "")
+    console.print(table)
+    return 0
+
+
+def explain(article_id: str, top: int, as_json: bool) -> int:
+    """Per topic, the probability an article got and the terms that pushed it up or down, by the version that tagged it."""
+    ctx = _ctx()
+    record = ctx.store.article(article_id)
+    if not record:
+        err.print(f"[red]no article {article_id}[/]")
+        return 1
+    model = ctx.model_of(record.get("model", ""))
+    note = ""
+    if model is None:
+        model = ctx.model()
+        note = f"model {record.get('model') or '?'} that tagged it is gone; explained with the current model {model.version}"
+    why = model.explain(model.document(record.get("title", ""), record.get("text", "")), top=top)
+    if as_json:
+        print(json.dumps({"id": article_id, "model": model.version, "note": note, "topics": why}, indent=2, ensure_ascii=False))
+        return 0
+    if note:
+        err.print(f"[yellow]{note}[/]")
+    table = Table(title=f"{record.get('title', '')[:80]} — model {model.version}")
+    for col in ("topic", "p", "threshold", "tag", "pushed up by", "pushed down by"):
+        table.add_column(col, overflow="fold")
+    for topic, v in why.items():
+        table.add_row(topic, f"{v['probability']:.3f}", f"{v['threshold']:.2f}", "yes" if v["tagged"] else "no",
+                      ", ".join(f"{t} +{w:.2f}" for t, w in v["up"]), ", ".join(f"{t} {w:.2f}" for t, w in v["down"]))
+    console.print(table)
+    return 0
+
+
 def _print_scores(title: str, s: dict) -> None:
     table = Table(title=title)
     for col in ("topic", "precision", "recall", "F1", "support"):
         table.add_column(col)
     for topic, v in s.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and "precision" in v:
             table.add_row(topic, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
     table.add_row("micro", "", "", f"{s['micro_f1']:.3f}", "")
     table.add_row("macro", "", "", f"{s['macro_f1']:.3f}", "")
@@ -252,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("feeds", help="list feeds and their fetch state")
     f.add_argument("--json", action="store_true")
 
+    du = sub.add_parser("duplicates", help="duplicate clusters: each canonical article and its duplicates")
+    du.add_argument("--limit", type=int, default=100, help="clusters shown at most (newest first)")
+    du.add_argument("--json", action="store_true")
+
     e = sub.add_parser("errors", help="latest errors")
     e.add_argument("--limit", type=int, default=50)
     e.add_argument("--json", action="store_true")
@@ -259,7 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the topic model")
     t.add_argument("--data", help="labelled JSONL (title, text, diplomacy, sport, politics)")
     t.add_argument("--with-starter", action="store_true", help="train on the starter corpus too")
-    t.add_argument("--out", help="where to save the artifact (default: the bundled model)")
+    t.add_argument("--out", help="save the artifact here (without --data default: the bundled model; with --data: instead of publishing)")
+    t.add_argument("--eval", dest="eval_path", metavar="FILE", help="labelled JSONL to score the new model on (with --data)")
+
+    mo = sub.add_parser("models", help="list published topic models, or `models use VERSION` to switch (roll back)")
+    mo.add_argument("action", nargs="?", choices=["use"])
+    mo.add_argument("version", nargs="?", help="a published version, or `bundled`")
+    mo.add_argument("--json", action="store_true")
+
+    ex = sub.add_parser("explain", help="why an article got its topics: probability and the terms that pushed it")
+    ex.add_argument("id")
+    ex.add_argument("--top", type=int, default=8, help="terms per direction (default 8)")
+    ex.add_argument("--json", action="store_true")
 
     ev = sub.add_parser("evaluate", help="score the topic model on labelled JSONL")
     ev.add_argument("--data", required=True)
@@ -288,8 +438,16 @@ def main(argv: list[str] | None = None) -> int:
             return feeds(args.json)
         if args.command == "errors":
             return errors(args.limit, args.json)
+        if args.command == "duplicates":
+            return duplicates(args.limit, args.json)
         if args.command == "train":
-            return train(args.data, args.with_starter, args.out)
+            return train(args.data, args.with_starter, args.out, args.eval_path)
+        if args.command == "models":
+            if args.action == "use" and not args.version:
+                raise ValueError("models use needs a VERSION (or `bundled`)")
+            return models(args.action, args.version, args.json)
+        if args.command == "explain":
+            return explain(args.id, args.top, args.json)
         if args.command == "evaluate":
             return evaluate(args.data, args.model, args.json)
         if args.command == "demo":

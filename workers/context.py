@@ -16,6 +16,7 @@ import redis
 
 from models.minhash import MinHasher
 from models.topics import TopicModel
+from workers import registry
 from workers.index import DuplicateIndex
 from workers.keys import Keys
 from workers.settings import Settings, get_settings
@@ -24,6 +25,7 @@ from workers.store import Store
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = "artifacts/topics.npz"
+MODELS_KEPT = 3
 
 
 def bundled_model_path() -> Path:
@@ -40,6 +42,8 @@ class Context:
         self.keys = Keys(settings.prefix)
         self._model: TopicModel | None = None
         self._model_version: str | None = None
+        self._loaded: dict[str, TopicModel] = {}  # version -> model, least recently used first
+        self._missing: set[str] = set()
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -58,26 +62,52 @@ class Context:
         return DuplicateIndex(self.redis, self.keys, self.hasher, self.settings.dedup_threshold, self.settings.dedup_window_days)
 
     def model(self) -> TopicModel:
-        """The current model: a pinned path, else the version published in Redis, else the bundled one."""
+        """The current model: a pinned path, else the version published in Redis, else the bundled one.
+
+        Called once per batch. The check is one GET of `model:current`; a model
+        is loaded only when that names a version other than the one in hand, and
+        the last few loaded versions are kept so a roll-back is instant. A
+        current version whose artifact is missing falls back to the bundled
+        model and is tried again on the next batch.
+        """
         if self.settings.model_path:
             if self._model is None:
                 self._model = TopicModel.load(self.settings.model_path)
+                self._model_version = self._model.version
             return self._model
-        current = self.redis.get(self.keys.model_current)
-        wanted = current.decode() if current else "bundled"
-        if self._model is None or wanted != self._model_version:
-            self._model = self._load(wanted)
-            self._model_version = wanted
-            log.info("topic model %s loaded", self._model.version)
-        return self._model
+        wanted = registry.current(self.redis, self.keys) or registry.BUNDLED
+        if self._model is not None and wanted == self._model_version:
+            return self._model
+        model = self._loaded.get(wanted) or self._load(wanted)
+        if model is None:
+            if wanted not in self._missing:
+                log.error("model %s is current but its artifact is missing; using the bundled model", wanted)
+                self._missing.add(wanted)
+            wanted, model = registry.BUNDLED, self._loaded.get(registry.BUNDLED) or self._load(registry.BUNDLED)
+        self._loaded.pop(wanted, None)
+        self._loaded[wanted] = model
+        while len(self._loaded) > MODELS_KEPT:
+            self._loaded.pop(next(iter(self._loaded)))
+        if wanted != self._model_version:
+            log.info("topic model %s in use", model.version)
+        self._model, self._model_version = model, wanted
+        return model
 
-    def _load(self, version: str) -> TopicModel:
-        if version != "bundled":
-            blob = self.redis.get(self.keys.model_artifact(version))
-            if blob:
-                return TopicModel.from_bytes(blob)
-            log.error("model %s is current but its artifact is missing; using the bundled model", version)
-        return TopicModel.load(bundled_model_path())
+    def _load(self, version: str) -> TopicModel | None:
+        if version == registry.BUNDLED:
+            return TopicModel.load(bundled_model_path())
+        return registry.load(self.redis, self.keys, version)
+
+    def model_of(self, version: str) -> TopicModel | None:
+        """A given version (for explaining what it did): published in Redis, or the bundled one if it has that version."""
+        if version:
+            model = self._loaded.get(version) or registry.load(self.redis, self.keys, version)
+            if model is not None:
+                return model
+            bundled = self._loaded.get(registry.BUNDLED) or TopicModel.load(bundled_model_path())
+            if bundled.version == version:
+                return bundled
+        return None
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,8 @@
     │   ├── TransientFetchError     worth retrying: time-out, connection reset, 5xx, 429
     │   └── PermanentFetchError     not worth retrying: 4xx, too big, too many redirects
     │       └── BlockedURLError     refused before connecting: scheme or address not allowed
-    └── FeedError                   the document is not a usable feed
+    ├── FeedError                   the document is not a usable feed
+    └── InternalError               an unexpected failure while reading a feed (a bug), stored all the same
 """
 
 
@@ -32,3 +33,9 @@ class BlockedURLError(PermanentFetchError):
 
 class FeedError(FeedsiftError):
     kind = "not_a_feed"
+
+
+class InternalError(FeedsiftError):
+    """Something unexpected broke while reading a feed; stored like any other error, with its type."""
+
+    kind = "internal"

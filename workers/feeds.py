@@ -21,6 +21,8 @@ from workers.errors import FeedError
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|mc_cid|mc_eid|igshid|_hsenc|_hsmi|ref|ref_src|cmpid|ito)$", re.I)
 _ENTITY_DECL = re.compile(rb"<!DOCTYPE[^>\[]*\[[^\]]*<!ENTITY", re.I | re.S)
+#: Characters kept of an entry's title, guid and link (its text has its own setting).
+MAX_FIELD_CHARS = 2000
 
 
 @dataclass
@@ -63,8 +65,13 @@ def content_hash(title: str, text: str) -> str:
 
 
 def parse(document: bytes, feed: str, locator: str, fetched_at: float, max_entries: int, max_chars: int,
-          charset: str | None = None) -> ParsedFeed:
-    """Parses a feed document (bytes only: feedparser never sees a path or a URL)."""
+          charset: str | None = None, known_boilerplate: frozenset[str] = frozenset()) -> ParsedFeed:
+    """Parses a feed document (bytes only: feedparser never sees a path or a URL).
+
+    Lines recurring across this document's entries, and the feed's boilerplate
+    learned from earlier polls (`known_boilerplate`, line keys), are removed
+    from every entry's text; `ParsedFeed.boilerplate` lists what this document taught.
+    """
     if not document or not document.strip():
         raise FeedError("empty document")
     if _ENTITY_DECL.search(document[:65536]):
@@ -89,15 +96,16 @@ def parse(document: bytes, feed: str, locator: str, fetched_at: float, max_entri
     link = channel.get("link", "")
     site = urlsplit(link).netloc.lower() or urlsplit(locator).netloc.lower() or locator
     raw = [(e, html_to_text(_body(e))[:max_chars]) for e in entries]
-    boilerplate = recurring_lines([text for _, text in raw])
+    learned = recurring_lines([text for _, text in raw])
+    boilerplate = learned | known_boilerplate
     articles = []
     for entry, text in raw:
-        title = html_to_text(entry.get("title", ""))
+        title = html_to_text(entry.get("title", ""))[:MAX_FIELD_CHARS]
         clean = strip_furniture(text, boilerplate)
         if not title and not clean:
             continue
-        guid = entry.get("id", "") or ""
-        url = entry.get("link", "") or ""
+        guid = (entry.get("id", "") or "")[:MAX_FIELD_CHARS]
+        url = (entry.get("link", "") or "")[:MAX_FIELD_CHARS]
         published = _timestamp(entry) or fetched_at
         articles.append(
             {
@@ -112,12 +120,12 @@ def parse(document: bytes, feed: str, locator: str, fetched_at: float, max_entri
             }
         )
     return ParsedFeed(
-        title=html_to_text(channel.get("title", "")),
-        link=link,
+        title=html_to_text(channel.get("title", ""))[:MAX_FIELD_CHARS],
+        link=link[:MAX_FIELD_CHARS],
         articles=_unique(articles),
         warning=warning,
         total_entries=total,
-        boilerplate=sorted(boilerplate),
+        boilerplate=sorted(learned),
     )
 
 
@@ -154,8 +162,12 @@ def _unique(articles: list[dict]) -> list[dict]:
 
 def _not_a_feed_reason(document: bytes, parsed) -> str:
     head = document[:2048].lstrip().lower()
-    if head.startswith(b"<!doctype html") or b"<html" in head:
+    if head.startswith((b"<!doctype html", b"<head", b"<body")) or b"<html" in head or b"<body" in head:
         return "not a feed: the document is an HTML page"
+    if head[:1] in (b"{", b"["):
+        return "not a feed: the document is JSON (JSON Feed is not supported; RSS and Atom are)"
+    if sum(b < 9 or 13 < b < 32 for b in head[:512]) > 8 and not head.startswith((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")):
+        return "not a feed: the document is binary data, not XML"
     if parsed.bozo:
         return f"not a feed: {parsed.bozo_exception}"
     return "not a feed: no RSS or Atom elements found"

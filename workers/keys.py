@@ -16,7 +16,7 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("topic:<topic>", "zset", "article ids tagged with the topic, scored by publication time"),
     ("duplicates", "zset", "article ids flagged as duplicates, scored by publication time"),
     ("cluster:<id>", "set", "members of the duplicate cluster whose canonical (earliest-seen) article is <id>"),
-    ("feed:<feed id>", "hash", "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles"),
+    ("feed:<feed id>", "hash", "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles, boilerplate"),
     ("feed:<feed id>:articles", "zset", "the feed's article ids, scored by publication time"),
     ("feeds", "zset", "every feed id, scored by when it was first submitted"),
     ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
@@ -29,10 +29,11 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("model:versions", "hash", "version -> JSON of the model's header (figures, thresholds, date)"),
     ("model:artifact:<version>", "string", "the model artifact (.npz bytes)"),
     ("dedup:seq", "string", "counter that orders articles for the duplicate index"),
-    ("dedup:doc", "hash", "article id -> sequence number and MinHash signature (binary)"),
-    ("dedup:band:<n>", "hash", "LSH band n: band value (binary) -> space-separated article ids"),
-    ("dedup:root", "hash", "duplicate article id -> canonical id of its cluster"),
-    ("dedup:time", "zset", "indexed article ids by indexing time, for the window"),
+    ("dedup:doc:<n>", "string", "fixed-width index records of a run of sequence numbers: id, text hash, shingle count, "
+     "16-bit MinHash codes (binary)"),
+    ("dedup:bucket:<n>", "string", "LSH bucket n (linear hashing): 8-byte entries, band hash and sequence number (binary)"),
+    ("dedup:meta", "hash", "index state: level, split, entries, cursor, sweep"),
+    ("dedup:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
     ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
 ]
 
@@ -104,7 +105,7 @@ class Keys:
         return self._k("model", "artifact", version)
 
     def dedup(self, name: str) -> str:
-        """Index keys: dedup:seq, dedup:doc, dedup:root, dedup:time; dedup:band: is a prefix."""
+        """Index keys: dedup:seq, dedup:meta, dedup:time; dedup:doc: and dedup:bucket: are prefixes."""
         return self._k("dedup", name)
 
     @property

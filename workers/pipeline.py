@@ -11,11 +11,12 @@ import logging
 import time
 from typing import Callable
 
-from models.text import normalise, summary
+from models.text import normalise, remember_lines, summary, words
 from workers import feeds
 from workers.context import Context
 from workers.errors import FeedError, FeedsiftError, PermanentFetchError
 from workers.fetch import fetch
+from workers.index import Item
 from workers.store import iso
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,14 @@ def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: st
     s = ctx.settings
     now = time.time()
     try:
-        parsed = feeds.parse(document, fid, locator, now, s.max_entries, s.max_article_chars, charset=charset)
+        known = _boilerplate(ctx, fid)
+        parsed = feeds.parse(document, fid, locator, now, s.max_entries, s.max_article_chars, charset=charset,
+                             known_boilerplate=frozenset(known))
     except FeedError as exc:
         return fail(ctx, fid, locator, exc, job)
+    remembered = remember_lines(known, parsed.boilerplate)
+    if remembered != known:
+        ctx.store.update_feed(fid, boilerplate=json.dumps(remembered))
     fresh = ctx.store.unseen(parsed.articles)
     for start in range(0, len(fresh), s.batch_size):
         batch = fresh[start : start + s.batch_size]
@@ -83,6 +89,16 @@ def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: st
     return {"feed": fid, "status": 200, "articles": len(parsed.articles), "new": len(fresh), "warning": parsed.warning}
 
 
+def _boilerplate(ctx: Context, fid: str) -> list[str]:
+    """The feed's boilerplate lines learned on earlier polls (a JSON list in its feed hash)."""
+    raw = ctx.redis.hget(ctx.keys.feed(fid), "boilerplate")
+    try:
+        lines = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [x for x in lines if isinstance(x, str)] if isinstance(lines, list) else []
+
+
 def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None) -> dict:
     """A feed that cannot be read: its state and the error stream say why."""
     message = str(exc)
@@ -99,7 +115,8 @@ def _finish_feed(ctx: Context, job: str | None, _ids: list[str], error: bool = F
 
 
 def text_hash(text: str) -> str:
-    return hashlib.blake2b(normalise(text).lower().encode(), digest_size=8).hexdigest()
+    """Hash of the text's word sequence: texts differing only in case, punctuation or spacing are "exact" copies."""
+    return hashlib.blake2b(" ".join(words(normalise(text))).encode(), digest_size=8).hexdigest()
 
 
 def process_articles(ctx: Context, batch: list[dict], job: str | None) -> dict:
@@ -120,6 +137,7 @@ def process_articles(ctx: Context, batch: list[dict], job: str | None) -> dict:
 
     now = time.time()
     pipe = ctx.redis.pipeline(transaction=False)
+    items: list[Item] = []
     for article, p, topics in zip(batch, probs, tags):
         aid = article["id"]
         body = article["text"] or article["title"]
@@ -142,11 +160,12 @@ def process_articles(ctx: Context, batch: list[dict], job: str | None) -> dict:
         if aid in previous:
             ctx.store.untag(pipe, aid, [t for t in previous[aid] if t and t not in topics])
         ctx.store.write_article(pipe, record, topics, article["published"], article["content_hash"])
-        signature = ctx.hasher.pack(ctx.hasher.signature(body))
-        ctx.index.add(pipe, aid, signature, text_hash(body), article["published"], now)
+        items.append(Item(aid, text_hash(body), ctx.hasher.sketch(body), article["published"]))
+    at = len(pipe)
+    ctx.index.add_batch(pipe, items, now)
     if job:
         ctx.store.job_done(pipe, job, [a["id"] for a in batch])
     ctx.index.prune(pipe, now)
     replies = pipe.execute()
-    duplicates = sum(1 for r in replies if isinstance(r, list) and len(r) == 5 and r[1])
+    duplicates = sum(1 for d in replies[at] if d[1])
     return {"stored": len(batch), "duplicates": duplicates, "model": model.version}

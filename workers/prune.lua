@@ -1,26 +1,53 @@
--- Drops index entries indexed before a cutoff, so the index stays bounded.
--- Article records, clusters and duplicate flags are kept.
--- KEYS[1] dedup:doc  KEYS[2] dedup:root  KEYS[3] dedup:time
--- ARGV[1] cutoff (epoch)  ARGV[2] max entries this call  ARGV[3] bands  ARGV[4] rows  ARGV[5] band key prefix
-local width, nbands = tonumber(ARGV[4]) * 4, tonumber(ARGV[3])
-local old = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
-for _, id in ipairs(old) do
-  local doc = redis.call("HGET", KEYS[1], id)
-  if doc then
-    local a = string.find(doc, ":", 1, true)
-    local b = string.find(doc, ":", a + 1, true)
-    local sig = string.sub(doc, b + 1)
-    for i = 0, nbands - 1 do
-      local key, field = ARGV[5] .. i, string.sub(sig, i * width + 1, (i + 1) * width)
-      local kept = {}
-      for m in string.gmatch(redis.call("HGET", key, field) or "", "%S+") do
-        if m ~= id then kept[#kept + 1] = m end
-      end
-      if #kept == 0 then redis.call("HDEL", key, field) else redis.call("HSET", key, field, table.concat(kept, " ")) end
-    end
-  end
-  redis.call("HDEL", KEYS[1], id)
-  redis.call("HDEL", KEYS[2], id)
-  redis.call("ZREM", KEYS[3], id)
+-- Keeps the near-duplicate index bounded: drops record chunks whose latest
+-- record was indexed before the cutoff, then sweeps a few buckets, dropping
+-- entries that point into dropped chunks. A deletion arms a sweep of every
+-- bucket once (a few per call), so after at most one round nothing of an
+-- expired article is left in the index. Article records, clusters and
+-- duplicate flags are kept.
+--
+-- KEYS[1] dedup:meta  KEYS[2] dedup:time
+-- ARGV[1] cutoff (epoch)  ARGV[2] most chunks dropped this call  ARGV[3] buckets swept this call
+-- ARGV[4] K (records per chunk)  ARGV[5] "<prefix>dedup:"
+-- Returns {chunks dropped, bucket entries dropped}.
+
+local K, base = tonumber(ARGV[4]), ARGV[5]
+local old = redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", "(" .. ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+for _, c in ipairs(old) do
+  redis.call("DEL", base .. "doc:" .. c)
+  redis.call("ZREM", KEYS[2], c)
 end
-return #old
+
+local meta = redis.call("HMGET", KEYS[1], "level", "split", "entries", "cursor", "sweep")
+local level, split = tonumber(meta[1]) or 0, tonumber(meta[2]) or 0
+local entries, cursor, sweep = tonumber(meta[3]) or 0, tonumber(meta[4]) or 0, tonumber(meta[5]) or 0
+local n = 2 ^ level + split
+if #old > 0 then sweep = n end
+local dropped = 0
+if sweep > 0 then
+  local alive = {}
+  local function live(seq)
+    local c = math.floor((seq - 1) / K)
+    if alive[c] == nil then alive[c] = redis.call("EXISTS", base .. "doc:" .. c) == 1 end
+    return alive[c]
+  end
+  for _ = 1, math.min(tonumber(ARGV[3]), sweep) do
+    cursor = cursor % n
+    local key = base .. "bucket:" .. cursor
+    local s = redis.call("GET", key)
+    if s then
+      local keep = {}
+      for p = 1, #s, 8 do
+        local b1, b2, b3, b4 = string.byte(s, p + 4, p + 7)
+        if live(((b1 * 256 + b2) * 256 + b3) * 256 + b4) then keep[#keep + 1] = string.sub(s, p, p + 7) end
+      end
+      if #keep * 8 < #s then
+        dropped = dropped + (#s / 8 - #keep)
+        if #keep == 0 then redis.call("DEL", key) else redis.call("SET", key, table.concat(keep)) end
+      end
+    end
+    cursor = cursor + 1
+    sweep = sweep - 1
+  end
+end
+redis.call("HSET", KEYS[1], "entries", entries - dropped, "cursor", cursor % n, "sweep", sweep)
+return {#old, dropped}

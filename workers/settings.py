@@ -24,6 +24,8 @@ class Settings:
     dedup_window_days: int = 30
     #: Allow fetching loopback/private addresses. For tests and local demos only.
     allow_private_networks: bool = False
+    #: Comma-separated `ip:port` endpoints fetched even though private (`[ip]:port` for IPv6); for tests.
+    allow_endpoints: str = ""
     #: Largest feed body accepted, in bytes, after decompression.
     max_feed_bytes: int = 10 * 1024 * 1024
     #: Entries read from one feed; the rest are ignored.

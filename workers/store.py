@@ -105,6 +105,44 @@ class Store:
     def cluster(self, canonical_id: str) -> list[str]:
         return sorted(_s(m) for m in self.r.smembers(self.keys.cluster(canonical_id)))
 
+    def clusters(self, limit: int = 100) -> list[dict]:
+        """Duplicate clusters whose newest duplicate is among the latest flagged, newest first:
+        {"canonical", "title", "members": [{"id", "duplicate_of", "kind", "similarity", "title"}]}."""
+        fields = ("cluster", "duplicate_of", "duplicate_kind", "similarity", "title")
+        roots: list[str] = []
+        for start in range(0, self.r.zcard(self.keys.duplicates), 1000):
+            ids = [_s(i) for i in self.r.zrevrange(self.keys.duplicates, start, start + 999)]
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(self.keys.article(i), "cluster")
+            for root in pipe.execute():
+                root = _s(root)
+                if root and root not in roots:
+                    roots.append(root)
+            if len(roots) >= limit:
+                break
+        roots = roots[:limit]
+        pipe = self.r.pipeline(transaction=False)
+        for root in roots:
+            pipe.smembers(self.keys.cluster(root))
+        members = [sorted(_s(m) for m in ms) for ms in pipe.execute()]
+        pipe = self.r.pipeline(transaction=False)
+        for root, ms in zip(roots, members):
+            for i in [root] + ms:
+                pipe.hmget(self.keys.article(i), fields)
+        replies = iter(pipe.execute())
+        out = []
+        for root, ms in zip(roots, members):
+            head = dict(zip(fields, (_s(v) for v in next(replies))))
+            rows = []
+            for i in ms:
+                f = dict(zip(fields, (_s(v) for v in next(replies))))
+                if i != root:
+                    rows.append({"id": i, "duplicate_of": f["duplicate_of"], "kind": f["duplicate_kind"],
+                                 "similarity": f["similarity"], "title": f["title"]})
+            out.append({"canonical": root, "title": head["title"], "members": rows})
+        return out
+
     def write_article(self, pipe, record: dict[str, str], topics: list[str], published: float, content_hash: str) -> None:
         """Queues an article's record and indexes on `pipe` (the batch's one pipeline)."""
         k, aid = self.keys, record["id"]

@@ -12,15 +12,30 @@ import logging
 import time
 import traceback
 
+import redis
 from celery.exceptions import Retry
 
 from workers import pipeline
 from workers.app import app
 from workers.context import context
-from workers.errors import FeedError, TransientFetchError
+from workers.errors import FeedError, InternalError, TransientFetchError
 from workers.feeds import feed_id
 
 log = logging.getLogger(__name__)
+
+#: Redis unreachable: the message is tried again later, never dropped.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _later(task, exc: Exception):
+    log.warning("Redis unreachable, %s tried again later: %s", task.name, exc)
+    return task.retry(exc=exc, countdown=min(60, 2 ** min(task.request.retries + 1, 6)), max_retries=10**6)
+
+
+def _unexpected(ctx, locator, exc: Exception, job) -> dict:
+    """A failure no one planned for still leaves a stored, readable error on the feed."""
+    log.exception("unexpected error reading %s", locator)
+    return pipeline.fail(ctx, feed_id(locator), locator, InternalError(f"unexpected {type(exc).__name__}: {exc}"[:1000]), job)
 
 
 def _enqueue(batch: list[dict], job: str | None) -> None:
@@ -31,26 +46,41 @@ def _enqueue(batch: list[dict], job: str | None) -> None:
 def fetch_feed(self, url: str, job: str | None = None) -> dict:
     """Downloads a feed and enqueues its new articles; transient errors are retried with back-off."""
     ctx = context()
+    url = url if isinstance(url, str) else repr(url)
     try:
         return pipeline.fetch_feed(ctx, url, job, _enqueue)
     except TransientFetchError as exc:
         if self.request.retries < ctx.settings.fetch_retries:
             raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 1)))
         return pipeline.fail(ctx, feed_id(url), url, exc, job)
+    except Retry:
+        raise
+    except REDIS_DOWN as exc:
+        raise _later(self, exc)
+    except Exception as exc:
+        return _unexpected(ctx, url, exc, job)
 
 
 @app.task(name="feedsift.ingest_feed", bind=True)
 def ingest_feed(self, document: str, source: str, job: str | None = None, encoding: str = "text") -> dict:
     """Takes a feed document the client holds: text (default), or its raw bytes as base64 (`encoding="base64"`)."""
     ctx = context()
-    if encoding == "base64":
-        try:
-            raw, charset = base64.b64decode(document, validate=True), None
-        except (binascii.Error, ValueError):
-            return pipeline.fail(ctx, feed_id(source), source, FeedError("document is not valid base64"), job)
-    else:
-        raw, charset = document.encode("utf-8"), "utf-8"
-    return pipeline.ingest_feed(ctx, raw, source, job, _enqueue, charset)
+    source = source if isinstance(source, str) else repr(source)
+    try:
+        if not isinstance(document, str):
+            return pipeline.fail(ctx, feed_id(source), source, FeedError(f"document is a JSON {type(document).__name__}, not a string"), job)
+        if encoding == "base64":
+            try:
+                raw, charset = base64.b64decode(document, validate=True), None
+            except (binascii.Error, ValueError):
+                return pipeline.fail(ctx, feed_id(source), source, FeedError("document is not valid base64"), job)
+        else:
+            raw, charset = document.encode("utf-8", "replace"), "utf-8"
+        return pipeline.ingest_feed(ctx, raw, source, job, _enqueue, charset)
+    except REDIS_DOWN as exc:
+        raise _later(self, exc)
+    except Exception as exc:
+        return _unexpected(ctx, source, exc, job)
 
 
 @app.task(name="feedsift.process_articles", bind=True)
@@ -61,6 +91,8 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
         return pipeline.process_articles(ctx, batch, job)
     except Retry:
         raise
+    except REDIS_DOWN as exc:
+        raise _later(self, exc)
     except Exception as exc:
         attempt = self.request.retries + 1
         if attempt < ctx.settings.process_attempts:
@@ -68,13 +100,14 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
             raise self.retry(exc=exc, countdown=min(60, 2**attempt))
         log.error("batch dead-lettered after %d attempts: %s", attempt, exc)
         ctx.store.dead_letter({
-            "task": self.name, "id": self.request.id, "time": time.time(), "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5), "batch": batch, "job": job,
+            "task": self.name, "id": self.request.id, "time": time.time(), "attempts": attempt,
+            "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5), "batch": batch, "job": job,
         })
-        feeds = {a.get("feed", "") for a in batch if isinstance(a, dict)}
-        for feed in feeds:
-            ctx.store.record_error(feed, "", "dead_letter", f"batch of {len(batch)} articles failed {attempt} times: {exc}")
-        return {"stored": 0, "dead_lettered": len(batch)}
+        size = len(batch) if isinstance(batch, list) else 0
+        feeds = {str(a.get("feed", "")) for a in batch if isinstance(a, dict)} if isinstance(batch, list) else set()
+        for feed in feeds or {""}:
+            ctx.store.record_error(feed, "", "dead_letter", f"batch of {size} articles failed {attempt} times: {exc}")
+        return {"stored": 0, "dead_lettered": size}
 
 
 @app.task(name="feedsift.poll_feeds")

@@ -1,0 +1,200 @@
+"""Faults: workers killed mid-batch, Redis restarted or gone, poison messages. Nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import PREFIX
+from tests.harness import ROOT, Worker, job_finished, send_job, wait_for
+from models.minhash import MinHasher
+from workers.app import app
+from workers.embedded import EmbeddedRedis
+from workers.keys import Keys
+from workers.store import Store
+
+WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "po", "ra", "se", "tu", "vi", "ze", "bo", "du", "fe", "gi", "hu")
+         for b in ("rant", "mel", "dosk", "pith", "quor", "lant", "veb", "stro", "nix", "gum", "tael", "brip", "cosh", "drel")]
+
+
+def feeds(n_feeds: int, per_feed: int, seed: int) -> list[tuple[str, bytes, list[str]]]:
+    """(source, RSS document, guids): articles of random words, so none is a near-duplicate of another."""
+    rng, out, tag = random.Random(seed), [], uuid.uuid4().hex[:8]
+    for f in range(n_feeds):
+        items, guids = [], []
+        for i in range(per_feed):
+            guid = f"{tag}-{f}-{i}"
+            text = " ".join(rng.choice(WORDS) for _ in range(60))
+            items.append(f"<item><title>{rng.choice(WORDS)} {rng.choice(WORDS)} {i}</title><guid>{guid}</guid>"
+                         f"<pubDate>Mon, 0{1 + i % 9} Jun 2026 10:{i % 60:02d}:00 GMT</pubDate><description>{text}</description></item>")
+            guids.append(guid)
+        doc = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {f}</title>'
+               f"<link>http://f{f}-{tag}.example/</link>{''.join(items)}</channel></rss>").encode()
+        out.append((f"upload:{tag}:{f}", doc, guids))
+    return out
+
+
+def ingest_calls(docs) -> list[tuple[str, list, dict]]:
+    return [("feedsift.ingest_feed", [base64.b64encode(doc).decode(), source], {"encoding": "base64"}) for source, doc, _ in docs]
+
+
+def assert_stored_exactly_once(client: redis.Redis, keys: Keys, expected: int) -> None:
+    """Every article once: in the article index, in its hash, in the feeds' indexes and in the duplicate index."""
+    ids = [m.decode() for m in client.zrange(keys.articles, 0, -1)]
+    assert len(ids) == len(set(ids)) == expected
+    pipe = client.pipeline(transaction=False)
+    for aid in ids:
+        pipe.exists(keys.article(aid))
+    assert all(pipe.execute())
+    assert client.hlen(keys.seen) == expected
+    feed_total = sum(client.zcard(k) for k in client.scan_iter(match=keys.feed("*:articles")))
+    assert feed_total == expected
+    # the duplicate index: one sequence number per article (a re-delivered one keeps its own), each of its
+    # index keys entered once, and no article flagged as a duplicate (of itself or of the random others)
+    assert int(client.get(keys.dedup("seq"))) == expected
+    assert int(client.hget(keys.dedup("meta"), "entries")) == expected * MinHasher().keys_per_article
+    assert client.zcard(keys.duplicates) == 0
+
+
+def stored(client: redis.Redis, keys: Keys) -> int:
+    return client.zcard(keys.articles)
+
+
+@pytest.mark.slow
+def test_worker_group_killed_mid_batch_then_new_worker_stores_everything_once(ctx, r, start_worker):
+    docs = feeds(20, 100, seed=1)
+    first = start_worker(concurrency=2)
+    job = send_job(ctx, app, ingest_calls(docs))
+    wait_for(lambda: stored(r, ctx.keys) >= 150, timeout=120, interval=0.02, message="some batches stored")
+    os.killpg(first.proc.pid, signal.SIGKILL)  # the worker and its pool children, mid-batch
+    first.proc.wait()
+    at_kill = stored(r, ctx.keys)
+    assert at_kill < 2000, "the worker finished before it could be killed"
+    assert r.hlen(PREFIX + "queue:unacked") > 0  # messages it held, neither acknowledged nor lost
+    # a new worker restores them once they have been invisible for FEEDSIFT_VISIBILITY_TIMEOUT
+    start_worker(concurrency=2, env={"FEEDSIFT_VISIBILITY_TIMEOUT": "3"})
+    try:
+        wait_for(lambda: job_finished(ctx.store, job, len(docs)), timeout=90, message="every article after the kill")
+    except AssertionError:
+        # kombu's Redis transport takes a message with BRPOP and only then records it as unacknowledged: a
+        # SIGKILL landing between the two loses that one message. Recognise exactly that and nothing else:
+        # nothing left queued or unacknowledged, one feed short, every article that was enqueued stored once.
+        progress = ctx.store.job_progress(job)
+        in_broker = r.llen(PREFIX + "queue:fetch") + r.llen(PREFIX + "queue:process") + r.hlen(PREFIX + "queue:unacked")
+        print("after the kill:", progress, "in broker:", in_broker)
+        if in_broker == 0 and progress["feeds_done"] == len(docs) - 1 and progress["stored"] == progress["articles"]:
+            assert_stored_exactly_once(r, ctx.keys, progress["articles"])
+            pytest.xfail("a message popped by the killed worker but not yet recorded as unacknowledged was lost "
+                         f"(kombu Redis transport window); everything else stored once: {progress}")
+        raise
+    assert_stored_exactly_once(r, ctx.keys, 2000)
+    assert not ctx.store.errors(count=10) and r.llen(ctx.keys.deadletter) == 0
+    print(f"\nkilled with {at_kill} of 2000 stored; all 2000 stored once afterwards")
+
+
+@pytest.mark.slow
+def test_pool_child_killed_mid_batch_is_requeued_at_once(ctx, r, start_worker):
+    docs = feeds(20, 100, seed=2)
+    w = start_worker(concurrency=2)
+    job = send_job(ctx, app, ingest_calls(docs))
+    wait_for(lambda: stored(r, ctx.keys) >= 150, timeout=120, interval=0.02, message="some batches stored")
+    children = w.children()
+    assert children
+    os.kill(children[0], signal.SIGKILL)
+    wait_for(lambda: job_finished(ctx.store, job, len(docs)), timeout=120, message="every article after the child died")
+    assert "WorkerLostError" in w.log_path.read_text() or stored(r, ctx.keys) == 2000
+    assert_stored_exactly_once(r, ctx.keys, 2000)
+    assert w.proc.poll() is None
+    assert r.llen(ctx.keys.deadletter) == 0
+
+
+def client_for(url: str) -> Celery:
+    """A Celery client of its own for a dedicated Redis (the test process's app talks to the session server)."""
+    client = Celery("faults-client", broker=url)
+    client.conf.broker_transport_options = {"global_keyprefix": PREFIX + "queue:"}
+    client.conf.task_serializer = "json"
+    client.conf.task_routes = {"feedsift.ingest_feed": {"queue": "fetch"}, "feedsift.fetch_feed": {"queue": "fetch"}}
+    return client
+
+
+@pytest.mark.slow
+def test_redis_restart_loses_nothing_and_workers_reconnect(service_env, tmp_path):
+    keys = Keys(PREFIX)
+    server = EmbeddedRedis(appendonly=True).start()
+    worker = None
+    try:
+        client = redis.Redis.from_url(server.url)
+        store = Store(client, keys)
+        sender = client_for(server.url)
+        env = {**service_env, "FEEDSIFT_REDIS_URL": server.url}
+
+        # work queued with no worker running, then Redis killed hard and started again on its append-only file
+        before = feeds(6, 50, seed=3)
+        job = send_job(type("C", (), {"store": store})(), sender, ingest_calls(before))
+        assert client.llen(PREFIX + "queue:fetch") == len(before)
+        server.stop(kill=True)
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        store = Store(client, keys)
+        assert client.llen(PREFIX + "queue:fetch") == len(before)
+
+        worker = Worker(env, tmp_path, f"restart{uuid.uuid4().hex[:6]}").wait_ready()
+        wait_for(lambda: job_finished(store, job, len(before)), timeout=120, message="work queued before the restart")
+        assert stored(client, keys) == 300
+
+        # Redis goes away under a running worker: the CLI says so in one line, the worker waits and reconnects
+        server.stop()
+        done = subprocess.run([sys.executable, "-m", "workers.cli", "feeds"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 3 and len(lines) == 1 and lines[0].startswith(f"cannot reach Redis at {server.url}")
+        time.sleep(3)
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        store = Store(client, keys)
+        after = feeds(4, 50, seed=4)
+        job2 = send_job(type("C", (), {"store": store})(), client_for(server.url), ingest_calls(after))
+        wait_for(lambda: job_finished(store, job2, len(after)), timeout=120, message="work sent after Redis came back")
+        assert worker.proc.poll() is None  # the same worker, reconnected
+        assert_stored_exactly_once(client, keys, 500)
+        assert client.llen(keys.deadletter) == 0 and not store.errors()
+    finally:
+        if worker:
+            worker.stop()
+        server.close()
+
+
+@pytest.mark.slow
+def test_poison_batches_dead_lettered_after_bounded_attempts(ctx, r, start_worker):
+    w = start_worker(concurrency=2, env={"FEEDSIFT_PROCESS_ATTEMPTS": "3"})
+    poison_article = {"id": "p0150n", "feed": "poisonfeed", "url": "", "guid": "g", "title": "t", "text": "x",
+                      "content_hash": "h", "published": "yesterday"}  # not a number: fails on every attempt
+    app.send_task("feedsift.process_articles", args=[[poison_article]])
+    app.send_task("feedsift.process_articles", args=[42])  # not even a list
+    good = feeds(2, 30, seed=5)
+    job = send_job(ctx, app, ingest_calls(good))
+    wait_for(lambda: job_finished(ctx.store, job, len(good)), timeout=60, message="good work behind the poison")
+    assert stored(r, ctx.keys) == 60
+    wait_for(lambda: r.llen(ctx.keys.deadletter) == 2, timeout=90, message="both poison batches dead-lettered")
+    parked = [json.loads(x) for x in r.lrange(ctx.keys.deadletter, 0, -1)]
+    assert sorted(p["attempts"] for p in parked) == [3, 3]
+    by_batch = {json.dumps(p["batch"]): p for p in parked}
+    assert "ValueError" in by_batch[json.dumps([poison_article])]["error"]
+    assert "TypeError" in by_batch["42"]["error"]
+    errors = [e for e in ctx.store.errors(count=50) if e["kind"] == "dead_letter"]
+    assert {e["feed"] for e in errors} == {"poisonfeed", ""}
+    assert all("failed 3 times" in e["message"] for e in errors)
+    time.sleep(3)
+    assert r.llen(ctx.keys.deadletter) == 2  # parked for good, not retried again
+    assert w.log_path.read_text().count("batch failed (attempt") == 4
+    assert not r.exists(ctx.keys.article("p0150n"))

@@ -1,0 +1,166 @@
+"""Unit tests of the sketches and the duplicate decision (models/minhash.py) and of the cleaning they rely on."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from models.minhash import (
+    MIN_EXCERPT_SHINGLES, MemoryIndex, MinHasher, codes, compare, containment, jaccard, lsh_probability, unpack_record,
+)
+from models.text import remember_lines, strip_furniture
+from tests.harness import ROOT
+from workers.feeds import parse
+
+H = MinHasher()
+VOCAB = [f"w{i}" for i in range(3000)]
+
+
+def story(rng: random.Random, n: int = 200) -> str:
+    return " ".join(rng.choice(VOCAB) for _ in range(n))
+
+
+def th(i) -> str:
+    return f"{i:016x}"
+
+
+def test_codes_keep_order_and_resolution():
+    v = np.array([0, 1, 4095, 4096, 4097, 8191, 8192, 1_000_000, 2**31, 2**32 - 1], dtype=np.uint64)
+    c = codes(v).astype(np.int64)
+    assert np.all(np.diff(c) >= 0) and c.max() < 2**16
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.integers(0, 2**32, 5000, dtype=np.uint64))
+    cx = codes(x).astype(np.int64)
+    assert np.all(np.diff(cx) >= 0)
+    # two distinct values share a code only when within 1/2048 of each other
+    same = (np.diff(cx) == 0)
+    assert np.all(np.diff(x.astype(np.float64))[same] <= x[1:][same] / 2048 + 1)
+
+
+def test_normalisation_makes_copies_equal():
+    a = "The minister said \u201cno\u201d \u2014 twice.\nRead the  full   statement\u2026"
+    b = 'the Minister said "no" - twice. read the full statement...'
+    assert np.array_equal(H.signature(a), H.signature(b))
+    assert H.sketch(a).size == H.sketch(b).size
+
+
+def test_signatures_are_the_same_in_another_process():
+    text = "Kazakhstan and Uzbekistan sign a water-sharing accord on the Syr Darya river after talks"
+    code = ("from models.minhash import MinHasher; import sys; "
+            f"sys.stdout.write(MinHasher().signature({text!r}).tobytes().hex())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, check=True).stdout
+    assert out == H.signature(text).tobytes().hex()
+
+
+def test_compare_kinds():
+    rng = random.Random(1)
+    full = story(rng, 300)
+    words = full.split()
+    edited = " ".join(words[:100] + ["changed"] + words[101:200] + ["again"] + words[201:])
+    excerpt = " ".join(words[:45])
+    other = story(rng, 300)
+    rec = lambda i, t: H.record(th(i), th(hash(t) & 0xFFFFFFFF), H.sketch(t))  # noqa: E731
+    assert compare(rec(1, full), H.record(th(2), th(hash(full) & 0xFFFFFFFF), H.sketch(full)), 0.8, 0.85) == ("exact", 1.0)
+    kind, sim = compare(rec(3, edited), rec(1, full), 0.8, 0.85)
+    assert kind == "near" and sim >= 0.8
+    for a, b in ((excerpt, full), (full, excerpt)):
+        kind, sim = compare(rec(4, a), rec(5, b), 0.8, 0.85)
+        assert kind == "excerpt" and sim >= 0.85
+    assert compare(rec(6, other), rec(1, full), 0.8, 0.85)[0] == ""
+    # the excerpt's own Jaccard similarity is far below the threshold: containment is what finds it
+    assert jaccard(H.shingles(excerpt), H.shingles(full)) < 0.3
+
+
+def test_containment_estimate_is_close():
+    rng = np.random.default_rng(3)
+    for a, b, x in ((40, 200, 40), (40, 200, 20), (100, 300, 90), (200, 200, 180)):
+        sa = {zlib.crc32(b"%d" % i) for i in range(a)}
+        sb = {zlib.crc32(b"%d" % i) for i in range(a - x, a - x + b)}
+        est = []
+        for t in range(30):
+            h = MinHasher(seed=int(rng.integers(1 << 30)))
+            ca = codes(h._minimums(np.array(sorted(sa), dtype=np.uint64), h.num_perm)).astype(int)
+            cb = codes(h._minimums(np.array(sorted(sb), dtype=np.uint64), h.num_perm)).astype(int)
+            est.append(containment(int((ca == cb).sum()), int((ca < cb).sum()), int((ca > cb).sum()), a, b))
+        assert abs(np.mean(est) - x / a) < 0.06, (a, b, x, np.mean(est))
+
+
+def test_memory_index_excerpt_either_order_and_earliest_is_canonical():
+    rng = random.Random(2)
+    full = story(rng, 250)
+    excerpt = " ".join(full.split()[:40]) + " ..."
+    for order in ((full, excerpt), (excerpt, full)):
+        idx = MemoryIndex(H)
+        first = idx.add("a1", th(1), H.sketch(order[0]))
+        second = idx.add("a2", th(2), H.sketch(order[1]))
+        assert first.duplicate_of == "" and first.seq == 1
+        assert (second.duplicate_of, second.kind, second.cluster) == ("a1", "excerpt", "a1")
+    tiny = " ".join(full.split()[:MIN_EXCERPT_SHINGLES])  # too short to call anything an excerpt of it
+    idx = MemoryIndex(H)
+    idx.add("a1", th(1), H.sketch(full))
+    assert idx.add("a2", th(2), H.sketch(tiny)).kind == ""
+
+
+def test_clusters_point_to_the_earliest():
+    rng = random.Random(5)
+    base = story(rng, 200).split()
+    idx = MemoryIndex(H)
+    ids = []
+    for i in range(4):
+        w = list(base)
+        w[20 * i + 5] = "x"  # each copy differs from the first by one word
+        ids.append(idx.add(f"c{i}", th(i + 1), H.sketch(" ".join(w))))
+    assert ids[0].cluster == "" and all(d.cluster == "c0" for d in ids[1:])
+
+
+def test_default_bands_catch_threshold_pairs():
+    assert lsh_probability(0.8, H.bands, H.rows) > 0.999
+    assert lsh_probability(0.3, H.bands, H.rows) < 0.3
+    assert H.record_size + 8 * H.keys_per_article < 1024
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 17])
+def test_record_rejects_unusable_ids(bad):
+    with pytest.raises(ValueError):
+        H.record(bad, th(1), H.sketch("a b c d"))
+
+
+def test_record_round_trip():
+    sk = H.sketch("one two three four five six")
+    ident, text_hash, size, c = unpack_record(H.record("abc", th(7), sk))
+    assert (ident, text_hash, size) == ("abc", bytes.fromhex(th(7)), sk.size) and np.array_equal(c, codes(sk.sig))
+
+
+# -- cleaning that holds across polls ----------------------------------------------
+PODCAST = "Listen to our Morning Briefing podcast every weekday."
+
+
+def rss(items: list[tuple[str, str]]) -> bytes:
+    body = "".join(f"<item><title>{t}</title><guid>g-{t}</guid><description><![CDATA[{d}]]></description></item>" for t, d in items)
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://s.example/</link>{body}</channel></rss>'.encode()
+
+
+def test_feed_boilerplate_is_remembered_across_polls():
+    items = [(f"story {i}", f"<p>Story number {i} is about topic {i}.</p><p>{PODCAST}</p>") for i in range(5)]
+    first = parse(rss(items), "f", "http://s.example/feed", time.time(), 100, 10_000)
+    assert first.boilerplate and all(PODCAST not in a["text"] for a in first.articles)
+    known = remember_lines([], first.boilerplate)
+    # a later poll brings one new article: too few to learn from, the remembered lines still apply
+    later = [("story 9", f"<p>Story number 9 is new.</p><p>{PODCAST}</p>")]
+    alone = parse(rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000)
+    assert PODCAST in alone.articles[0]["text"]
+    again = parse(rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000, known_boilerplate=frozenset(known))
+    assert again.articles[0]["text"] == "Story number 9 is new."
+
+
+def test_remember_lines_keeps_newest():
+    assert remember_lines(["a", "b"], {"b", "c"}) == ["a", "b", "c"]
+    assert remember_lines([str(i) for i in range(10)], {"x"}, limit=3) == ["8", "9", "x"]
+    assert strip_furniture("keep this\nfollow us on mastodon\nthe end", frozenset({"the end"})) == "keep this"
