@@ -113,7 +113,6 @@ def test_pool_child_killed_mid_batch_is_requeued_at_once(ctx, r, start_worker):
     assert children
     os.kill(children[0], signal.SIGKILL)
     wait_for(lambda: job_finished(ctx.store, job, len(docs)), timeout=120, message="every article after the child died")
-    assert "WorkerLostError" in w.log_path.read_text() or stored(r, ctx.keys) == 2000
     assert_stored_exactly_once(r, ctx.keys, 2000)
     assert w.proc.poll() is None
     assert r.llen(ctx.keys.deadletter) == 0
