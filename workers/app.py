@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from workers.keys import Keys
+from workers.redelivery import Sweeper  # importing it also connects its publish and task-end hooks
 from workers.settings import get_settings
 
 FETCH_QUEUE = "fetch"
@@ -47,3 +48,4 @@ def celery_config() -> dict:
 
 app = Celery("feedsift", include=["workers.tasks"])
 app.add_defaults(celery_config)
+app.steps["worker"].add(Sweeper)

@@ -34,6 +34,9 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("dedup:bucket:<n>", "string", "LSH bucket n (linear hashing): 8-byte entries, band hash and sequence number (binary)"),
     ("dedup:meta", "hash", "index state: level, split, entries, cursor, sweep"),
     ("dedup:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
+    ("pending", "hash", "task id -> JSON of a task call sent and not yet ended (sent again if a dying worker lost it)"),
+    ("pending:since", "zset", "task id of each pending call, scored by when it was sent or last found queued"),
+    ("pending:lock", "string", "held for a moment by the worker sweeping for lost messages"),
     ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
 ]
 
@@ -107,6 +110,22 @@ class Keys:
     def dedup(self, name: str) -> str:
         """Index keys: dedup:seq, dedup:meta, dedup:time; dedup:doc: and dedup:bucket: are prefixes."""
         return self._k("dedup", name)
+
+    @property
+    def pending(self) -> str:
+        return self._k("pending")
+
+    @property
+    def pending_since(self) -> str:
+        return self._k("pending", "since")
+
+    @property
+    def pending_lock(self) -> str:
+        return self._k("pending", "lock")
+
+    def queue(self, name: str) -> str:
+        """A Celery queue (or kombu's `unacked` hash) as kombu names it under the queue prefix."""
+        return self.queue_prefix + name
 
     @property
     def queue_prefix(self) -> str:
