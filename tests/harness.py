@@ -18,11 +18,12 @@ EXAMPLES = ROOT / "examples" / "feeds"
 
 
 def clean(client: redis.Redis, prefix: str) -> None:
-    """Deletes feedsift's data but keeps the queues and kombu's bindings (workers rely on them)."""
-    queue = prefix + "queue:"
+    """Deletes feedsift's data and any message an earlier test left queued or unacknowledged (a worker
+    stopped right after its last task may not have acknowledged it), but keeps kombu's bindings."""
+    bindings = prefix + "queue:_kombu."
     batch = []
     for key in client.scan_iter(match=prefix + "*", count=1000):
-        if not key.decode().startswith(queue):
+        if not key.decode().startswith(bindings):
             batch.append(key)
         if len(batch) >= 500:
             client.delete(*batch)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 
 import pytest
 
@@ -79,6 +81,15 @@ def test_sweep_sends_again_only_what_no_queue_or_worker_holds(ctx, r):
     assert sent == [(tid, call)]
 
 
+def test_a_feed_read_twice_counts_once_in_its_submission(ctx, r):
+    ctx.store.job_add("j2", feeds=2)
+    for _ in range(2):  # the same message run twice, as redelivery may do
+        ctx.store.job_feed_done("j2", "feed-a", error=False)
+    assert ctx.store.job_progress("j2") == {"feeds": 2, "feeds_done": 1, "errors": 0, "articles": 0, "stored": 0}
+    ctx.store.job_feed_done("j2", "feed-b", error=True)
+    assert ctx.store.job_progress("j2") == {"feeds": 2, "feeds_done": 2, "errors": 1, "articles": 0, "stored": 0}
+
+
 @pytest.mark.slow
 def test_lost_upload_and_lost_batch_are_stored_after_the_visibility_timeout(ctx, r, start_worker):
     docs = feeds(4, 60, seed=3)
@@ -89,10 +100,12 @@ def test_lost_upload_and_lost_batch_are_stored_after_the_visibility_timeout(ctx,
     assert r.hexists(ctx.keys.pending, lost_upload)
 
     # the other uploads are read; their batches wait for a worker of the process queue
-    reader = start_worker(concurrency=1, queues="fetch")
-    wait_for(lambda: ctx.store.job_progress(job).get("feeds_done", 0) >= 3, timeout=60, message="three uploads read")
-    reader.stop()
-    reader.proc.wait()
+    # (its own sweep waits an hour, so the lost upload stays lost until the last worker)
+    reader = start_worker(concurrency=1, queues="fetch", env={"FEEDSIFT_VISIBILITY_TIMEOUT": "3600"})
+    wait_for(lambda: ctx.store.job_progress(job)["feeds_done"] >= 3, timeout=60, message="three uploads read")
+    os.kill(reader.proc.pid, signal.SIGTERM)  # warm shutdown
+    reader.proc.wait(timeout=60)
+    assert ctx.store.job_progress(job)["feeds_done"] == 3
     batches = _queued(r, PROCESS, job)
     assert len(batches) >= 2
     _take(r, PROCESS, batches[0])  # a batch lost the same way

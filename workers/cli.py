@@ -40,7 +40,7 @@ def submit(targets: list[str], wait: bool, timeout: float) -> int:
     """Sends each URL to `fetch_feed` and each file to `ingest_feed`; optionally waits for every article."""
     ctx = _ctx()
     sends = []
-    for target in targets:
+    for target in dict.fromkeys(targets):  # a feed named twice is one feed of the submission
         scheme = urlsplit(target).scheme.lower()
         if scheme in ("http", "https"):
             sends.append(("feedsift.fetch_feed", [target], {}))

@@ -22,7 +22,8 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
     ("errors", "stream", "errors: time, feed, url, kind, message (capped at about 10,000 entries)"),
     ("deadletter", "list", "JSON of batches that failed every attempt, with their error"),
-    ("job:<job id>", "hash", "progress of one submission: feeds, feeds_done, errors"),
+    ("job:<job id>", "hash", "one submission: feeds (how many it sent)"),
+    ("job:<job id>:feeds", "hash", "feed id -> ok or error, for each feed of the submission already read"),
     ("job:<job id>:articles", "set", "article ids the submission enqueued"),
     ("job:<job id>:done", "set", "article ids of the submission already stored"),
     ("model:current", "string", "version of the topic model workers use"),
@@ -89,6 +90,9 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         return self._k("job", job_id)
+
+    def job_feeds(self, job_id: str) -> str:
+        return self._k("job", job_id, "feeds")
 
     def job_articles(self, job_id: str) -> str:
         return self._k("job", job_id, "articles")

@@ -35,7 +35,7 @@ def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dic
         return fail(ctx, fid, url, exc, job)
     if result.not_modified:
         ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status="304", last_error="")
-        _finish_feed(ctx, job, [])
+        _finish_feed(ctx, job, fid)
         return {"feed": fid, "status": 304, "new": 0}
     summary_ = take_document(ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", "")))
     ctx.store.update_feed(fid, etag=result.etag, modified=result.modified)
@@ -84,7 +84,7 @@ def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: st
     )
     if parsed.warning:
         ctx.store.record_error(fid, locator, "warning", parsed.warning)
-    _finish_feed(ctx, job, [], error=bool(parsed.warning))
+    _finish_feed(ctx, job, fid, error=bool(parsed.warning))
     log.info("feed %s: %d articles, %d new", locator, len(parsed.articles), len(fresh))
     return {"feed": fid, "status": 200, "articles": len(parsed.articles), "new": len(fresh), "warning": parsed.warning}
 
@@ -104,14 +104,14 @@ def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | No
     message = str(exc)
     ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status=exc.kind, last_error=message)
     ctx.store.record_error(fid, locator, exc.kind, message)
-    _finish_feed(ctx, job, [], error=True)
+    _finish_feed(ctx, job, fid, error=True)
     log.warning("feed %s: %s", locator, message)
     return {"feed": fid, "status": exc.kind, "error": message}
 
 
-def _finish_feed(ctx: Context, job: str | None, _ids: list[str], error: bool = False) -> None:
+def _finish_feed(ctx: Context, job: str | None, fid: str, error: bool = False) -> None:
     if job:
-        ctx.store.job_add(job, feeds_done=1, errors=int(error))
+        ctx.store.job_feed_done(job, fid, error)
 
 
 def text_hash(text: str) -> str:

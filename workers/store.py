@@ -181,6 +181,13 @@ class Store:
         if pipe is None:
             target.execute()
 
+    def job_feed_done(self, job: str, fid: str, error: bool) -> None:
+        """Marks a feed of the submission read; a message run twice (redelivered) marks it once."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.keys.job_feeds(job), fid, "error" if error else "ok")
+        pipe.expire(self.keys.job_feeds(job), JOB_TTL)
+        pipe.execute()
+
     def job_expect(self, pipe, job: str, article_ids: list[str]) -> None:
         if article_ids:
             pipe.sadd(self.keys.job_articles(job), *article_ids)
@@ -194,9 +201,11 @@ class Store:
     def job_progress(self, job: str) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.keys.job(job))
+        pipe.hvals(self.keys.job_feeds(job))
         pipe.scard(self.keys.job_articles(job))
         pipe.scard(self.keys.job_done(job))
-        state, expected, done = pipe.execute()
+        state, outcomes, expected, done = pipe.execute()
         out = {_s(k): int(v) for k, v in state.items()}
+        out["feeds_done"], out["errors"] = len(outcomes), sum(1 for o in outcomes if o == b"error")
         out["articles"], out["stored"] = int(expected), int(done)
         return out
