@@ -96,8 +96,8 @@ class TopicModel:
     char_ngrams: tuple[int, int] | None = None
     #: character n-grams read only the first `char_chars` characters (title and lead); 0: all of it
     char_chars: int = 0
-    classifier: str = "logreg"
-    C: float = 8.0
+    classifier: str = "svm"
+    C: float = 0.5
     alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
