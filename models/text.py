@@ -37,6 +37,9 @@ _FOOTER_PATTERNS = [
     re.compile(r"^(share this|share on)\b.{0,120}$", re.I),
 ]
 _TRAILING_ELLIPSIS = re.compile(r"\s*(\[(\.\.\.|&hellip;|…)\]|\.\.\.|…)\s*$")
+# Matching only the characters to fold and replacing them one by one is several times faster
+# than `str.translate` on long texts, where they are rare.
+_FOLD = re.compile("[" + "".join(re.escape(chr(c)) for c in _TRANSLATE) + "]")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _WORD = re.compile(r"\w+(?:['-]\w+)*", re.UNICODE)
 
@@ -85,7 +88,7 @@ def html_to_text(markup: str) -> str:
 
 def normalise(text: str) -> str:
     """Unicode, quotes, dashes and spaces folded so that copies compare equal."""
-    text = unicodedata.normalize("NFKC", text).translate(_TRANSLATE)
+    text = _FOLD.sub(lambda m: _TRANSLATE[ord(m.group())], unicodedata.normalize("NFKC", text))
     return _SPACES.sub(" ", text).strip()
 
 
