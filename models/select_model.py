@@ -44,6 +44,7 @@ TIE = 0.005
 GENERIC = frozenset({"diplomacy.jsonl", "mixed.jsonl", "none.jsonl", "politics.jsonl", "sport.jsonl"})
 WORD = {"word_ngrams": (1, 2)}
 CHAR = {"word_ngrams": (1, 2), "char_ngrams": (3, 5)}
+VEC = {"word_ngrams": (1, 1), "word_vectors": "wordllama-l2_supercat-256", "vector_weight": 0.25}
 CANDIDATES: list[tuple[str, dict, bool]] = [
     ("logreg C=8, word", {**WORD, "classifier": "logreg", "C": 8.0}, False),
     ("logreg C=8, word, +leads", {**WORD, "classifier": "logreg", "C": 8.0}, True),
@@ -52,6 +53,10 @@ CANDIDATES: list[tuple[str, dict, bool]] = [
     ("logreg C=8, word 1-grams, +leads", {"word_ngrams": (1, 1), "classifier": "logreg", "C": 8.0}, True),
     ("logreg C=2, word 1-grams, +leads", {"word_ngrams": (1, 1), "classifier": "logreg", "C": 2.0}, True),
     ("svm C=0.5, word 1-grams, +leads", {"word_ngrams": (1, 1), "classifier": "svm", "C": 0.5}, True),
+    ("svm C=0.5, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "svm", "C": 0.5}, True),
+    ("svm C=0.5, word 1-grams + vectors x0.5, +leads", {**VEC, "classifier": "svm", "C": 0.5, "vector_weight": 0.5}, True),
+    ("svm C=1, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "svm", "C": 1.0}, True),
+    ("logreg C=8, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "logreg", "C": 8.0}, True),
     ("logreg C=8, word, title x3, +leads", {**WORD, "classifier": "logreg", "C": 8.0, "title_weight": 3}, True),
     ("svm C=0.5, word, +leads", {**WORD, "classifier": "svm", "C": 0.5}, True),
     ("sgd a=1e-5, word, +leads", {**WORD, "classifier": "sgd", "alpha": 1e-5}, True),
@@ -229,7 +234,7 @@ def compare(folds: int, json_path: str | None, only: list[str] | None) -> int:
         if only and not any(o in name for o in only):
             continue
         features = TopicModel(**params)
-        key = json.dumps({k: v for k, v in features.params().items() if k in ("n_features", "word_ngrams", "char_ngrams", "char_chars", "title_weight")})
+        key = json.dumps({k: v for k, v in features.params().items() if k in ("n_features", "word_ngrams", "char_ngrams", "char_chars", "title_weight", "word_vectors")})
         if key not in cache:
             cache[key] = features.counts([features.document(t, x) for t, x in pairs])
         result = cross_validate(name, params, leads, train_rows, cache[key], Y_views, group, is_lead, folds)

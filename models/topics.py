@@ -39,11 +39,14 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.svm import LinearSVC
 from sklearn.utils import murmurhash3_32
 
+from models import embeddings
 from models.text import normalise
 
 TOPICS: tuple[str, ...] = ("diplomacy", "sport", "politics")
-FORMAT = "feedsift-topics/2"
+FORMAT = "feedsift-topics/3"
+READS = ("feedsift-topics/2", FORMAT)  # formats this release loads (/2: no word vectors)
 CLASSIFIERS = ("logreg", "svm", "sgd")
+VECTOR_TERM = "(meaning: mean word vector)"
 
 _TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
 _U64 = np.uint64
@@ -101,6 +104,9 @@ class TopicModel:
     alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
+    #: pretrained word vectors whose mean (unit length, times `vector_weight`) joins the TF-IDF features
+    word_vectors: str | None = None
+    vector_weight: float = 0.25
     topics: tuple[str, ...] = TOPICS
     idf_: np.ndarray | None = field(default=None, repr=False)
     coef_: np.ndarray | None = field(default=None, repr=False)
@@ -129,11 +135,25 @@ class TopicModel:
             "alpha": self.alpha,
             "class_weight": self.class_weight,
             "title_weight": self.title_weight,
+            "word_vectors": self.word_vectors,
+            "vector_weight": self.vector_weight,
         }
 
     @property
-    def width(self) -> int:
+    def _text_width(self) -> int:
         return self.n_features * (2 if self.char_ngrams else 1)
+
+    @property
+    def width(self) -> int:
+        return self._text_width + (embeddings.DIMS[self.word_vectors] if self.word_vectors else 0)
+
+    def _vectors(self) -> embeddings.WordVectors:
+        wv = embeddings.word_vectors(self.word_vectors)
+        trained_on = self.meta_.get("word_vectors_sha256")
+        if trained_on and trained_on != wv.digest:
+            raise RuntimeError(f"this model was trained with other {self.word_vectors} vectors ({trained_on}, installed "
+                               f"{wv.digest}); install the wordllama release it was trained with, or retrain")
+        return wv
 
     # -- features -----------------------------------------------------------
     def document(self, title: str, text: str) -> str:
@@ -180,9 +200,19 @@ class TopicModel:
             X = sp.hstack([X, self._char_vectorizer().transform(text)], format="csr")
             X.sum_duplicates()
         X.data = 1.0 + np.log(X.data, dtype=np.float32)
+        if self.word_vectors:
+            X = sp.hstack([X, sp.csr_matrix(self._vectors().embed(toks, lens))], format="csr")
         return X
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        """TF-IDF rows of unit length; word-vector columns, if any, pass through scaled by `vector_weight`."""
+        if self.word_vectors:
+            base = self._text_width
+            vectors = counts[:, base:] * np.float32(self.vector_weight)
+            return sp.hstack([self._text_tfidf(counts[:, :base]), vectors], format="csr")
+        return self._text_tfidf(counts)
+
+    def _text_tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         X = counts.copy()
         X.data = X.data * self.idf_[X.indices]
         sq = np.concatenate([[0.0], np.cumsum(X.data.astype(np.float64) ** 2)])
@@ -204,6 +234,9 @@ class TopicModel:
         n = counts.shape[0]
         df = np.bincount(counts.indices, minlength=counts.shape[1])
         self.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
+        self.idf_[self._text_width :] = 1.0
+        if self.word_vectors:
+            self.meta_["word_vectors_sha256"] = self._vectors().digest
         X = self._tfidf(counts)
         coefs, intercepts, calib, thresholds = [], [], [], []
         oof = np.zeros(Y.shape, dtype=np.float32)
@@ -221,6 +254,7 @@ class TopicModel:
         self.thresholds_ = np.asarray(thresholds, dtype=np.float32)
         self.oof_ = oof
         self.meta_ = {
+            **({"word_vectors_sha256": self.meta_["word_vectors_sha256"]} if self.word_vectors else {}),
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "n_train": int(n),
             "cv": scores(Y, oof >= self.thresholds_, self.topics),
@@ -280,6 +314,10 @@ class TopicModel:
             slope = -float(self.calib_[j, 0])
             contrib = [(term, round(value[col] * float(self.coef_[j, col]) * slope, 4))
                        for term, col in terms.items() if col in value]
+            if self.word_vectors:  # the mean word vector counts as one term
+                cols = np.arange(self._text_width, self.width)
+                vec = sum(value.get(int(c), 0.0) * float(self.coef_[j, c]) for c in cols) * slope
+                contrib.append((VECTOR_TERM, round(vec, 4)))
             contrib = [c for c in contrib if c[1]]
             up = sorted((c for c in contrib if c[1] > 0), key=lambda c: -c[1])[:top]
             down = sorted((c for c in contrib if c[1] < 0), key=lambda c: c[1])[:top]
@@ -323,9 +361,10 @@ class TopicModel:
         }
 
     def to_bytes(self) -> bytes:
-        """Only learned columns are stored (sparse), in an .npz archive of plain arrays."""
+        """Only columns seen in training are stored (sparse), in an .npz archive of plain arrays."""
         self.meta_["version"] = self.version
-        cols = np.flatnonzero(np.any(self.coef_ != 0, axis=0)).astype(np.int32)
+        # every column seen in training: a column without weight still counts in each row's length
+        cols = np.flatnonzero(np.any(self.coef_ != 0, axis=0) | (self.idf_ < self.idf_.max())).astype(np.int32)
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
@@ -354,7 +393,7 @@ class TopicModel:
     def from_bytes(cls, data: bytes) -> "TopicModel":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
-            if header.get("format") != FORMAT:
+            if header.get("format") not in READS:
                 raise ValueError(f"not a feedsift topic model of this release (format {header.get('format')!r}); retrain it")
             p = header["params"]
             model = cls(
@@ -367,6 +406,8 @@ class TopicModel:
                 alpha=p["alpha"],
                 class_weight=p["class_weight"],
                 title_weight=p["title_weight"],
+                word_vectors=p.get("word_vectors"),
+                vector_weight=p.get("vector_weight", 0.0),
                 topics=tuple(header["topics"]),
             )
             cols = z["cols"]
