@@ -100,12 +100,12 @@ class TopicModel:
     #: character n-grams read only the first `char_chars` characters (title and lead); 0: all of it
     char_chars: int = 0
     classifier: str = "svm"
-    C: float = 0.5
+    C: float = 1.0
     alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
     #: pretrained word vectors whose mean (unit length, times `vector_weight`) joins the TF-IDF features
-    word_vectors: str | None = None
+    word_vectors: str | None = embeddings.NAME
     vector_weight: float = 0.25
     topics: tuple[str, ...] = TOPICS
     idf_: np.ndarray | None = field(default=None, repr=False)

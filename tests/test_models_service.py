@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from models.topics import TopicModel
+from models.topics import VECTOR_TERM, TopicModel
 from models.training import train
 from tests.harness import ROOT, wait_for
 from tests.test_topics_unit import rows as toy_rows
@@ -90,7 +90,8 @@ def test_train_publish_switch_without_restart_and_roll_back(service_env, r, star
     sport = why["topics"]["sport"]
     assert sport["probability"] == pytest.approx(json.loads(after[0]["scores"])["sport"], abs=1e-3)
     text_words = set(SPORT_TEXT.lower().replace(";", " ").replace(",", " ").replace(".", " ").split())
-    assert sport["up"] and all(set(term.split()) <= text_words | {"cup", "final", "report", "0", "1"} for term, _ in sport["up"])
+    assert sport["up"] and all(set(term.split()) <= text_words | {"cup", "final", "report", "0", "1"}
+                               for term, _ in sport["up"] if term != VECTOR_TERM)
     shown = feedsift(service_env, "explain", after[0]["id"])
     assert shown.returncode == 0 and sport["up"][0][0] in shown.stdout
 

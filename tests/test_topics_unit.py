@@ -73,7 +73,7 @@ def test_explain_names_the_terms_that_push(model):
 
 
 def test_explain_terms_are_the_columns_counts_uses():
-    m = TopicModel(n_features=2**12, word_ngrams=(1, 2))
+    m = TopicModel(n_features=2**12, word_ngrams=(1, 2), word_vectors=None)
     doc = "Ministers met envoys; the envoys met again"
     cols = set(m.counts([doc]).indices.tolist())
     assert set(m._terms(doc).values()) == cols
@@ -81,14 +81,14 @@ def test_explain_terms_are_the_columns_counts_uses():
 
 
 def test_counts_are_sublinear_and_ngram_aware():
-    m = TopicModel(n_features=2**16, word_ngrams=(1, 2))
+    m = TopicModel(n_features=2**16, word_ngrams=(1, 2), word_vectors=None)
     X = m.counts(["goal goal goal", "goal"])
     assert X.shape == (2, 2**16)
     row0 = dict(zip(X[0].indices.tolist(), X[0].data.tolist()))
     assert len(row0) == 2  # "goal" and "goal goal"
     assert max(row0.values()) == pytest.approx(1 + np.log(3), rel=1e-5)
     assert X[1].nnz == 1
-    uni = TopicModel(n_features=2**16, word_ngrams=(1, 1))
+    uni = TopicModel(n_features=2**16, word_ngrams=(1, 1), word_vectors=None)
     assert uni.counts(["goal goal goal"]).nnz == 1
 
 
