@@ -27,7 +27,7 @@ NAME = "wordllama-l2_supercat-256"
 DIMS = {NAME: 256}
 _WEIGHTS = "weights/l2_supercat_256.safetensors"
 _TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
-_CACHE_MAX = 50_000  # words; about 51 MB of vectors at most
+_CACHE_MAX = 32_768  # words; 32 MB of vectors at most
 
 
 def _package_dir() -> Path:
@@ -62,7 +62,7 @@ class WordVectors:
             self._index.clear()
         need = len(self._index) + len(words)
         if need > len(self._rows):
-            grown = np.zeros((max(need, 2 * len(self._rows)), self.dim), dtype=np.float32)
+            grown = np.zeros((max(need, min(2 * len(self._rows), _CACHE_MAX)), self.dim), dtype=np.float32)
             grown[: len(self._index)] = self._rows[: len(self._index)]
             self._rows = grown
         # a leading space: the word as it appears inside running text
@@ -90,5 +90,5 @@ class WordVectors:
 
 @lru_cache(maxsize=2)
 def word_vectors(name: str = NAME) -> WordVectors:
-    """One shared table per process (16 MB, plus up to 51 MB of cached word vectors)."""
+    """One shared table per process (16 MB, plus up to 32 MB of cached word vectors)."""
     return WordVectors(name)
