@@ -201,24 +201,23 @@ class TopicModel:
             X.sum_duplicates()
         X.data = 1.0 + np.log(X.data, dtype=np.float32)
         if self.word_vectors:
-            X = sp.hstack([X, sp.csr_matrix(self._vectors().embed(toks, lens))], format="csr")
+            X = _append_dense(X, self._vectors().embed(toks, lens), self._text_width)
         return X
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        """TF-IDF rows of unit length; word-vector columns, if any, pass through scaled by `vector_weight`."""
-        if self.word_vectors:
-            base = self._text_width
-            vectors = counts[:, base:] * np.float32(self.vector_weight)
-            return sp.hstack([self._text_tfidf(counts[:, :base]), vectors], format="csr")
-        return self._text_tfidf(counts)
+        """TF-IDF rows of unit length; word-vector columns, if any, pass through scaled by `vector_weight`.
 
-    def _text_tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        Works on the data array alone (no column slicing): vector columns are the
+        last ones of every row, with IDF 1, left out of the row's length.
+        """
         X = counts.copy()
         X.data = X.data * self.idf_[X.indices]
-        sq = np.concatenate([[0.0], np.cumsum(X.data.astype(np.float64) ** 2)])
+        text = X.indices < self._text_width
+        sq = np.concatenate([[0.0], np.cumsum(np.where(text, X.data.astype(np.float64) ** 2, 0.0))])
         norms = np.sqrt(sq[X.indptr[1:]] - sq[X.indptr[:-1]])
         norms[norms == 0] = 1.0
-        X.data = (X.data / np.repeat(norms, np.diff(X.indptr))).astype(np.float32)
+        scale = np.where(text, 1.0 / np.repeat(norms, np.diff(X.indptr)), self.vector_weight)
+        X.data = (X.data * scale).astype(np.float32)
         return X
 
     # -- learning -----------------------------------------------------------
@@ -433,6 +432,20 @@ def fold_splits(n: int, folds: int, seed: int = 0, group=None) -> list[tuple[np.
     uniq, inverse = np.unique(np.asarray(group), return_inverse=True)
     fold = (np.random.RandomState(seed).permutation(len(uniq)) % folds)[inverse]
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
+
+
+def _append_dense(X: sp.csr_matrix, E: np.ndarray, offset: int) -> sp.csr_matrix:
+    """X with the dense rows of E appended as columns offset.. (built directly, without hstack)."""
+    n, dim = E.shape
+    indptr = X.indptr + np.arange(n + 1, dtype=X.indptr.dtype) * dim
+    is_text = np.ones(indptr[-1], dtype=bool)
+    dense_at = (indptr[1:, None] - dim + np.arange(dim)).ravel()  # the last `dim` places of each row
+    is_text[dense_at] = False
+    data = np.empty(indptr[-1], dtype=np.float32)
+    indices = np.empty(indptr[-1], dtype=np.int64)
+    data[is_text], indices[is_text] = X.data, X.indices
+    data[dense_at], indices[dense_at] = E.ravel(), np.tile(np.arange(offset, offset + dim), n)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, offset + dim))
 
 
 def read_header(data: bytes) -> dict:
