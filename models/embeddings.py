@@ -80,8 +80,9 @@ class WordVectors:
             if any(t not in self._index for t in tokens):  # the cache was cleared to make room
                 self._add(list(set(tokens).difference(self._index)))
         cols = np.fromiter(map(self._index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-        rows = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-        A = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(lens), len(self._rows)))
+        # row i of A counts document i's words; repeated and unsorted columns are fine for a product
+        indptr = np.concatenate([[0], np.cumsum(lens)])
+        A = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(lens), len(self._rows)))
         E = np.asarray(A @ self._rows)
         norms = np.linalg.norm(E, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
