@@ -43,13 +43,13 @@ class WordVectors:
     def __init__(self, name: str = NAME):
         if name != NAME:
             raise ValueError(f"unknown word vectors {name!r} (this release has {NAME!r})")
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
         from tokenizers import Tokenizer
 
         root = _package_dir()
         data = (root / _WEIGHTS).read_bytes()
         self.digest = hashlib.sha256(data).hexdigest()[:16]
-        self.table = load_file(str(root / _WEIGHTS))["embedding.weight"]  # float16, 16 MB
+        self.table = load(data)["embedding.weight"]  # float16, 16 MB
         self.tokenizer = Tokenizer.from_file(str(root / _TOKENIZER))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
@@ -58,8 +58,6 @@ class WordVectors:
         self._rows = np.zeros((1024, self.dim), dtype=np.float32)
 
     def _add(self, words: list[str]) -> None:
-        if len(self._index) + len(words) > _CACHE_MAX:
-            self._index.clear()
         need = len(self._index) + len(words)
         if need > len(self._rows):
             grown = np.zeros((max(need, min(2 * len(self._rows), _CACHE_MAX)), self.dim), dtype=np.float32)
@@ -74,11 +72,12 @@ class WordVectors:
 
     def embed(self, tokens: list[str], lens: np.ndarray) -> np.ndarray:
         """Unit-length mean word vector of each document (`lens[i]` consecutive tokens each)."""
-        missing = list(set(tokens).difference(self._index))
+        missing = set(tokens).difference(self._index)
         if missing:
-            self._add(missing)
-            if any(t not in self._index for t in tokens):  # the cache was cleared to make room
-                self._add(list(set(tokens).difference(self._index)))
+            if len(self._index) + len(missing) > _CACHE_MAX:
+                self._index.clear()
+                missing = set(tokens)
+            self._add(list(missing))
         cols = np.fromiter(map(self._index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
         # row i of A counts document i's words; repeated and unsorted columns are fine for a product
         indptr = np.concatenate([[0], np.cumsum(lens)])

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import embeddings
 from models.topics import TOPICS, TopicModel, fold_splits, labels, scores
 from models.training import (LEAD_WORDS, corpus, corpus_dir, counts_by, deduplicate, held_out, length_bucket, split,
                              starter_rows, validate, views)
@@ -44,7 +45,7 @@ TIE = 0.005
 GENERIC = frozenset({"diplomacy.jsonl", "mixed.jsonl", "none.jsonl", "politics.jsonl", "sport.jsonl"})
 WORD = {"word_ngrams": (1, 2)}
 CHAR = {"word_ngrams": (1, 2), "char_ngrams": (3, 5)}
-VEC = {"word_ngrams": (1, 1), "word_vectors": "wordllama-l2_supercat-256", "vector_weight": 0.25}
+VEC = {"word_ngrams": (1, 1), "word_vectors": embeddings.NAME, "vector_weight": 0.25}
 CANDIDATES: list[tuple[str, dict, bool]] = [
     ("logreg C=8, word", {**WORD, "classifier": "logreg", "C": 8.0}, False),
     ("logreg C=8, word, +leads", {**WORD, "classifier": "logreg", "C": 8.0}, True),

@@ -234,8 +234,7 @@ class TopicModel:
         df = np.bincount(counts.indices, minlength=counts.shape[1])
         self.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
         self.idf_[self._text_width :] = 1.0
-        if self.word_vectors:
-            self.meta_["word_vectors_sha256"] = self._vectors().digest
+        vectors = {"word_vectors_sha256": self._vectors().digest} if self.word_vectors else {}
         X = self._tfidf(counts)
         coefs, intercepts, calib, thresholds = [], [], [], []
         oof = np.zeros(Y.shape, dtype=np.float32)
@@ -253,7 +252,7 @@ class TopicModel:
         self.thresholds_ = np.asarray(thresholds, dtype=np.float32)
         self.oof_ = oof
         self.meta_ = {
-            **({"word_vectors_sha256": self.meta_["word_vectors_sha256"]} if self.word_vectors else {}),
+            **vectors,
             "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "n_train": int(n),
             "cv": scores(Y, oof >= self.thresholds_, self.topics),
