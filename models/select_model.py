@@ -167,7 +167,22 @@ def overlap_report(against: Path, directory: Path) -> int:
 # -- comparison -------------------------------------------------------------------
 def cross_validate(name: str, params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int) -> dict:
     """Outer k-fold by article; returns figures on full texts and on lead views, and the fit time."""
-    Y = labels(rows)
+    out, model = held_out_scores(params, leads, rows, counts, Y_views, group, is_lead, folds)
+    long_docs = [model.document(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300]
+    long_docs = (long_docs * (1000 // max(1, len(long_docs)) + 1))[:1000]
+    start = time.process_time()
+    model.predict_proba(long_docs)
+    rate = len(long_docs) / max(1e-9, time.process_time() - start)
+    return {"name": name, "params": params, "leads": leads, "fit_seconds": out.pop("fit_seconds"), "articles_per_s": round(rate),
+            "eligible": not params.get("char_ngrams") or bool(params.get("char_chars")), **out}
+
+
+def held_out_scores(params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int) -> tuple[dict, TopicModel]:
+    """The three figures the ranking reads (full texts, lead views, cross-style) and their mean; also the last fold's model.
+
+    `counts` may carry columns the configuration's own features do not make
+    (a probe's extra block): everything here works on the given rows.
+    """
     n_views = len(group)
     probs = np.zeros((n_views, len(TOPICS)), dtype=np.float32)
     thresholds = np.zeros((n_views, len(TOPICS)), dtype=np.float32)
@@ -182,21 +197,15 @@ def cross_validate(name: str, params: dict, leads: bool, rows: list[dict], count
         seconds += time.perf_counter() - start
         probs[test_rows] = model.predict_proba_counts(counts[test_rows])
         thresholds[test_rows] = model.thresholds_
-    long_docs = [model.document(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300]
-    long_docs = (long_docs * (1000 // max(1, len(long_docs)) + 1))[:1000]
-    start = time.process_time()
-    model.predict_proba(long_docs)
-    rate = len(long_docs) / max(1e-9, time.process_time() - start)
     pred = probs >= thresholds
     full, lead_rows = ~is_lead, is_lead
-    out = {"name": name, "params": params, "leads": leads, "fit_seconds": round(seconds / folds, 2), "articles_per_s": round(rate),
-           "eligible": not params.get("char_ngrams") or bool(params.get("char_chars")),
-           "full": scores(Y_views[full], pred[full]), "lead": scores(Y_views[lead_rows], pred[lead_rows])}
+    out = {"fit_seconds": round(seconds / folds, 2), "full": scores(Y_views[full], pred[full]),
+           "lead": scores(Y_views[lead_rows], pred[lead_rows])}
     buckets = np.array([length_bucket(r) for r in rows])[group[full]]
     out["full_by_length"] = {b: scores(Y_views[full][buckets == b], pred[full][buckets == b])["micro_f1"] for b in sorted(set(buckets))}
     out["shift"] = cross_style(params, leads, rows, counts, Y_views, group, is_lead)
     out["score"] = round((out["full"]["macro_f1"] + out["lead"]["macro_f1"] + out["shift"]["macro_f1"]) / 3, 4)
-    return out
+    return out, model
 
 
 def cross_style(params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead) -> dict:
