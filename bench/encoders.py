@@ -130,16 +130,15 @@ class Encoder:
             table[tok] = self.forward(ids, np.ones(ids.shape, dtype=np.float32)).mean(axis=1)
         return table - table.mean(axis=0)
 
-    def static(self, table: np.ndarray) -> "embeddings.WordVectors":
+    def static(self, table: np.ndarray) -> embeddings.WordVectors:
         """The distilled table behind the word-vector interface: per-word cache, one sparse product per batch."""
-        words = embeddings.WordVectors.__new__(embeddings.WordVectors)
-        self.tokenizer.no_truncation()
-        words.table, words.tokenizer, words.dim, words.digest = table, self.tokenizer, table.shape[1], self.digest
-        words._index, words._rows = {}, np.zeros((1024, table.shape[1]), dtype=np.float32)
-        return words
+        from tokenizers import Tokenizer
+
+        own = Tokenizer.from_str(self.tokenizer.to_str())  # the encoder's one keeps its truncation
+        return embeddings.WordVectors.from_table(table, own, self.digest)
 
 
-def block(words: "embeddings.WordVectors", docs: list[str]) -> np.ndarray:
+def block(words: embeddings.WordVectors, docs: list[str]) -> np.ndarray:
     """Unit mean word vector of each document, over the same word tokens the TF-IDF reads."""
     toks = [tokens(d) for d in docs]
     return words.embed([t for ts in toks for t in ts], np.array([len(ts) for ts in toks]))

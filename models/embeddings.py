@@ -48,9 +48,18 @@ class WordVectors:
 
         root = _package_dir()
         data = (root / _WEIGHTS).read_bytes()
-        self.digest = hashlib.sha256(data).hexdigest()[:16]
-        self.table = load(data)["embedding.weight"]  # float16, 16 MB
-        self.tokenizer = Tokenizer.from_file(str(root / _TOKENIZER))
+        self._use(load(data)["embedding.weight"], Tokenizer.from_file(str(root / _TOKENIZER)),  # float16, 16 MB
+                  hashlib.sha256(data).hexdigest()[:16])
+
+    @classmethod
+    def from_table(cls, table: np.ndarray, tokenizer, digest: str) -> "WordVectors":
+        """Any token table and its tokenizer behind the same per-word cache (for probing other vectors)."""
+        vectors = cls.__new__(cls)
+        vectors._use(table, tokenizer, digest)
+        return vectors
+
+    def _use(self, table: np.ndarray, tokenizer, digest: str) -> None:
+        self.table, self.tokenizer, self.digest = table, tokenizer, digest
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.dim = self.table.shape[1]

@@ -39,6 +39,15 @@ def test_cache_eviction_changes_nothing(monkeypatch):
     assert len(small._index) <= 8 + len(set(tokens(" ".join(docs))))
 
 
+def test_another_table_behind_the_same_cache():
+    wv = embeddings.word_vectors()
+    docs = ["the pitcher threw a no hitter", "ceasefire talks resume in doha"]
+    same = embeddings.WordVectors.from_table(wv.table, wv.tokenizer, wv.digest)
+    np.testing.assert_allclose(embed(same, docs), embed(wv, docs), rtol=1e-6)
+    flipped = embeddings.WordVectors.from_table(-wv.table, wv.tokenizer, "flipped")
+    np.testing.assert_allclose(embed(flipped, docs), -embed(wv, docs), rtol=1e-6)
+
+
 def test_vectors_place_unseen_words_by_meaning():
     wv = embeddings.word_vectors()
     baseball, football, treaty = embed(wv, ["pitcher inning homer shortstop", "striker goalkeeper penalty midfielder",
