@@ -20,8 +20,9 @@ weight and threshold procedure:
   Dongen, 2024, https://github.com/MinishLab/model2vec), centred; a word's
   vector is the mean of its word pieces' rows, cached per word, and a
   document's block the unit mean of its words' vectors, exactly as
-  `models/embeddings.py` does for the word vectors, so its cost is what
-  shipping it would cost.
+  `models/embeddings.py` does for the word vectors, and appended the way the
+  model appends them, so its cost is close to what shipping it would cost
+  (the probe tokenises each text twice, so a little above it).
 
 For each: the figures `models.select_model` ranks configurations by (outer
 5-fold macro-F1 on full texts and on title + lead views, cross-style macro-F1,
@@ -41,7 +42,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import erf
 from threadpoolctl import threadpool_limits
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import embeddings  # noqa: E402
 from models.select_model import TIE, held_out_scores  # noqa: E402
-from models.topics import TOPICS, TopicModel, labels, load_jsonl, scores, tokens  # noqa: E402
+from models.topics import TOPICS, TopicModel, _append_dense, labels, load_jsonl, scores, tokens  # noqa: E402
 from models.training import corpus, views  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics-dev.jsonl"
@@ -187,44 +187,46 @@ def main() -> int:
     print(f"encoder outputs ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     shipped = TopicModel()
-    counts = shipped.counts([shipped.document(t, x) for t, x in pairs])
+    docs = [shipped.document(t, x) for t, x in pairs]
+    counts = shipped.counts(docs)
     scale = BLOCK_WEIGHT / shipped.vector_weight  # the model scales every dense column by vector_weight
+
+    def with_block(X, extra):
+        """X with one more dense block, built the way the model appends its word vectors."""
+        return X if extra is None else _append_dense(X, extra * scale, X.shape[1])
+
     distilled = enc.static(table)
-    blocks = {"shipped": None, "+ contextual": contextual, "+ distilled": block(distilled, [shipped.document(t, x) for t, x in pairs])}
+    blocks = {"shipped": None, "+ contextual": contextual, "+ distilled": block(distilled, docs)}
 
     dev = load_jsonl(args.data) if args.data.exists() else None
     if dev:
-        dev_counts = shipped.counts([shipped.document(r["title"], r["text"]) for r in dev])
-        dev_texts = [f"{r['title']}. {r['text']}" for r in dev]
-        dev_blocks = {"shipped": None, "+ contextual": enc.encode(dev_texts, args.max_tokens),
-                      "+ distilled": block(distilled, [shipped.document(r["title"], r["text"]) for r in dev])}
+        dev_docs = [shipped.document(r["title"], r["text"]) for r in dev]
+        dev_blocks = {"shipped": None, "+ contextual": enc.encode([f"{r['title']}. {r['text']}" for r in dev], args.max_tokens),
+                      "+ distilled": block(distilled, dev_docs)}
+        dev_counts = shipped.counts(dev_docs)
 
-    long_docs = [(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300][:200]
-    long_texts = [f"{t}. {x}" for t, x in long_docs]
-
-    def long_counts():
-        return shipped.counts([shipped.document(t, x) for t, x in long_docs])
+    long_pairs = [(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300][:200]
+    long_docs = [shipped.document(t, x) for t, x in long_pairs]
+    long_texts = [f"{t}. {x}" for t, x in long_pairs]
 
     results = []
     for name, extra in blocks.items():
-        X = counts if extra is None else sp.hstack([counts, sp.csr_matrix(extra * scale)], format="csr")
+        X = with_block(counts, extra)
         ranked, _ = held_out_scores(shipped.params(), True, rows, X, Y_views, group, is_lead, folds=5)
         row = {"features": name, **ranked}
         model = TopicModel().fit_counts(X, Y_views, folds=5, group=group)
         if dev:
-            Xd = dev_counts if extra is None else sp.hstack([dev_counts, sp.csr_matrix(dev_blocks[name] * scale)], format="csr")
-            row["dev"] = scores(labels(dev), model.predict_proba_counts(Xd) >= model.thresholds_)
+            row["dev"] = scores(labels(dev), model.predict_proba_counts(with_block(dev_counts, dev_blocks[name])) >= model.thresholds_)
         with threadpool_limits(1):
             if extra is None:
-                run, n = lambda: model.predict_proba_counts(long_counts()), len(long_docs)
+                run, n = lambda: model.predict_proba_counts(shipped.counts(long_docs)), len(long_docs)
             elif name == "+ contextual":
                 few = long_texts[:32]
                 run, n = lambda: enc.encode(few, args.max_tokens), len(few)  # the encoder alone, already far too slow
             else:
+                # tokenises twice (the model's counts, then the block): an upper bound on what shipping it would cost
                 def run():
-                    docs = [shipped.document(t, x) for t, x in long_docs]
-                    extra = sp.csr_matrix(block(distilled, docs) * scale)
-                    return model.predict_proba_counts(sp.hstack([shipped.counts(docs), extra], format="csr"))
+                    return model.predict_proba_counts(with_block(shipped.counts(long_docs), block(distilled, long_docs)))
                 n = len(long_docs)
             row["articles_per_s"] = cpu_rate(run, n)
         results.append(row)
