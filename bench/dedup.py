@@ -32,33 +32,209 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.minhash import EXCERPT_MAX_RATIO, MIN_EXCERPT_SHINGLES, MinHasher  # noqa: E402
-from models.text import normalise, strip_furniture, words  # noqa: E402
-from workers.embedded import EmbeddedRedis  # noqa: E402
-from workers.index import EXCERPT_CONTAINMENT, DuplicateIndex, Item  # noqa: E402
-from workers.keys import Keys  # noqa: E402
+from feedsift.models.minhash import EXCERPT_MAX_RATIO, MIN_EXCERPT_SHINGLES, MinHasher
+from feedsift.models.text import normalise, strip_furniture, words
+from feedsift.workers.embedded import EmbeddedRedis
+from feedsift.workers.index import EXCERPT_CONTAINMENT, DuplicateIndex, Item
+from feedsift.workers.keys import Keys
 
 THRESHOLD = 0.8
 
 # -- text generation ----------------------------------------------------------------
-PLACES = ("Astana Almaty Tashkent Bishkek Dushanbe Ashgabat Baku Tbilisi Yerevan Ankara Lisbon Madrid Dublin Oslo Turin "
-          "Krakow Quito Lima Santiago Nairobi Accra Dakar Hanoi Manila Jakarta Perth Auckland Montreal Denver Porto").split()
-PEOPLE = ("Lindqvist Ravelli Kimutai Alemayehu Nurlanov Petrova Okafor Moreau Santos Haddad Tanaka Kowalski Brennan "
-          "Abenova Rahimov Costa Varga Novak Dubois Mensah Ortega Sato Lindgren Fischer Rossi Baptiste Osei Ivanova").split()
-ORGS = ("ministry parliament senate council court union federation club league committee commission agency "
-        "government opposition coalition cabinet embassy delegation board regulator").split()
+PLACES = [
+    "Astana",
+    "Almaty",
+    "Tashkent",
+    "Bishkek",
+    "Dushanbe",
+    "Ashgabat",
+    "Baku",
+    "Tbilisi",
+    "Yerevan",
+    "Ankara",
+    "Lisbon",
+    "Madrid",
+    "Dublin",
+    "Oslo",
+    "Turin",
+    "Krakow",
+    "Quito",
+    "Lima",
+    "Santiago",
+    "Nairobi",
+    "Accra",
+    "Dakar",
+    "Hanoi",
+    "Manila",
+    "Jakarta",
+    "Perth",
+    "Auckland",
+    "Montreal",
+    "Denver",
+    "Porto",
+]
+PEOPLE = [
+    "Lindqvist",
+    "Ravelli",
+    "Kimutai",
+    "Alemayehu",
+    "Nurlanov",
+    "Petrova",
+    "Okafor",
+    "Moreau",
+    "Santos",
+    "Haddad",
+    "Tanaka",
+    "Kowalski",
+    "Brennan",
+    "Abenova",
+    "Rahimov",
+    "Costa",
+    "Varga",
+    "Novak",
+    "Dubois",
+    "Mensah",
+    "Ortega",
+    "Sato",
+    "Lindgren",
+    "Fischer",
+    "Rossi",
+    "Baptiste",
+    "Osei",
+    "Ivanova",
+]
+ORGS = [
+    "ministry",
+    "parliament",
+    "senate",
+    "council",
+    "court",
+    "union",
+    "federation",
+    "club",
+    "league",
+    "committee",
+    "commission",
+    "agency",
+    "government",
+    "opposition",
+    "coalition",
+    "cabinet",
+    "embassy",
+    "delegation",
+    "board",
+    "regulator",
+]
 TOPIC_WORDS = {
-    "diplomacy": "talks treaty accord ambassador summit sanctions border envoy visit agreement ceasefire negotiations".split(),
-    "sport": "match season final goal coach striker title tournament champion race medal squad".split(),
-    "politics": "election vote bill reform budget minister party campaign law referendum mandate coalition".split(),
-    "business": "shares profit output prices market exports forecast investors plant contract loan merger".split(),
-    "weather": "storm snow floods highway drivers rescue temperatures warning roads power outage blizzard".split(),
+    "diplomacy": [
+        "talks",
+        "treaty",
+        "accord",
+        "ambassador",
+        "summit",
+        "sanctions",
+        "border",
+        "envoy",
+        "visit",
+        "agreement",
+        "ceasefire",
+        "negotiations",
+    ],
+    "sport": [
+        "match",
+        "season",
+        "final",
+        "goal",
+        "coach",
+        "striker",
+        "title",
+        "tournament",
+        "champion",
+        "race",
+        "medal",
+        "squad",
+    ],
+    "politics": [
+        "election",
+        "vote",
+        "bill",
+        "reform",
+        "budget",
+        "minister",
+        "party",
+        "campaign",
+        "law",
+        "referendum",
+        "mandate",
+        "coalition",
+    ],
+    "business": [
+        "shares",
+        "profit",
+        "output",
+        "prices",
+        "market",
+        "exports",
+        "forecast",
+        "investors",
+        "plant",
+        "contract",
+        "loan",
+        "merger",
+    ],
+    "weather": [
+        "storm",
+        "snow",
+        "floods",
+        "highway",
+        "drivers",
+        "rescue",
+        "temperatures",
+        "warning",
+        "roads",
+        "power",
+        "outage",
+        "blizzard",
+    ],
 }
-VERBS = ("said announced confirmed warned agreed rejected approved signed criticised praised delayed welcomed "
-         "questioned backed proposed denied expected reported").split()
-ADVERBS = ("on Monday|on Tuesday|on Wednesday|on Thursday|on Friday|on Saturday|on Sunday|late on Sunday|"
-           "earlier this week|after a long debate|in a statement|at a news conference|for the first time|"
-           "despite strong objections|under pressure from critics|after months of delays").split("|")
+VERBS = [
+    "said",
+    "announced",
+    "confirmed",
+    "warned",
+    "agreed",
+    "rejected",
+    "approved",
+    "signed",
+    "criticised",
+    "praised",
+    "delayed",
+    "welcomed",
+    "questioned",
+    "backed",
+    "proposed",
+    "denied",
+    "expected",
+    "reported",
+]
+ADVERBS = [
+    "on Monday",
+    "on Tuesday",
+    "on Wednesday",
+    "on Thursday",
+    "on Friday",
+    "on Saturday",
+    "on Sunday",
+    "late on Sunday",
+    "earlier this week",
+    "after a long debate",
+    "in a statement",
+    "at a news conference",
+    "for the first time",
+    "despite strong objections",
+    "under pressure from critics",
+    "after months of delays",
+]
 PATTERNS = (
     "{P} {V} {A} that the {O} would {v2} the {T} before the end of the year.",
     "The {O} in {L} {V} the {T} {A}, according to officials familiar with the matter.",
@@ -71,9 +247,22 @@ PATTERNS = (
     "Asked about the {T2}, {P} said the {O} in {L} was not ready to comment.",
     "The decision on the {T} was {V} by the {O} {A} and takes effect in {L} next week.",
 )
-ADJ = "historic difficult modest surprising welcome bold cautious costly controversial decisive rare major".split()
-V2 = "approve delay review sign reject extend revise finance suspend publish".split()
-V3 = "softened hardened changed restated defended clarified reversed".split()
+ADJ = [
+    "historic",
+    "difficult",
+    "modest",
+    "surprising",
+    "welcome",
+    "bold",
+    "cautious",
+    "costly",
+    "controversial",
+    "decisive",
+    "rare",
+    "major",
+]
+V2 = ["approve", "delay", "review", "sign", "reject", "extend", "revise", "finance", "suspend", "publish"]
+V3 = ["softened", "hardened", "changed", "restated", "defended", "clarified", "reversed"]
 
 
 class Writer:
@@ -89,9 +278,19 @@ class Writer:
         r = self.rng
         t = TOPIC_WORDS[s["topic"]]
         return r.choice(PATTERNS).format(
-            P=r.choice(s["people"]), V=r.choice(VERBS), A=r.choice(ADVERBS), O=s["org"] if r.random() < 0.7 else r.choice(ORGS),
-            T=r.choice(t), T2=r.choice(t), L=s["place"] if r.random() < 0.7 else r.choice(PLACES), adj=r.choice(ADJ),
-            v2=r.choice(V2), v3=r.choice(V3), N=r.randint(2, 999), N2=r.randint(2, 99))
+            P=r.choice(s["people"]),
+            V=r.choice(VERBS),
+            A=r.choice(ADVERBS),
+            O=s["org"] if r.random() < 0.7 else r.choice(ORGS),
+            T=r.choice(t),
+            T2=r.choice(t),
+            L=s["place"] if r.random() < 0.7 else r.choice(PLACES),
+            adj=r.choice(ADJ),
+            v2=r.choice(V2),
+            v3=r.choice(V3),
+            N=r.randint(2, 999),
+            N2=r.randint(2, 99),
+        )
 
     def paragraph(self, s: dict) -> str:
         return " ".join(self.sentence(s) for _ in range(self.rng.randint(2, 4)))
@@ -110,8 +309,20 @@ def generate(seed: int, originals: int):
     w = Writer(rng)
     docs: list[tuple[str, str]] = []
     planted: list[tuple[str, str, str]] = []
-    edits = ["retitled", "footer", "typography", "para_added", "para_removed", "words_changed", "words_changed",
-             "excerpt", "excerpt", "same_subject", "none", "none"]
+    edits = [
+        "retitled",
+        "footer",
+        "typography",
+        "para_added",
+        "para_removed",
+        "words_changed",
+        "words_changed",
+        "excerpt",
+        "excerpt",
+        "same_subject",
+        "none",
+        "none",
+    ]
     for i in range(originals):
         subject = w.subject()
         paras = w.story(subject)
@@ -124,8 +335,13 @@ def generate(seed: int, originals: int):
         if edit == "retitled":
             text = "\n".join(paras)
         elif edit == "footer":
-            text = "\n".join(paras + [f"The post {subject['place']} {subject['topic']} update appeared first on Wire {i % 7}.",
-                                      "Follow us on Mastodon for more."])
+            text = "\n".join(
+                paras
+                + [
+                    f"The post {subject['place']} {subject['topic']} update appeared first on Wire {i % 7}.",
+                    "Follow us on Mastodon for more.",
+                ]
+            )
         elif edit == "typography":
             text = typographic("\n".join(paras))
         elif edit == "para_added":
@@ -224,7 +440,7 @@ def score(name: str, links: list[tuple[int, int]], pairs: dict, sizes: list[int]
     buckets = defaultdict(lambda: [0, 0])
     edges = [0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0001]
     near_tot = near_found = 0
-    for (a, b), (j, c) in pairs.items():
+    for (a, b), (j, _c) in pairs.items():
         found = cl.find(a) == cl.find(b)
         k = max(e for e in edges if e <= j)
         buckets[k][0] += 1
@@ -237,10 +453,15 @@ def score(name: str, links: list[tuple[int, int]], pairs: dict, sizes: list[int]
     neg = [(a, b) for a, b, e in planted_idx if e == "same_subject"]
     neg_flagged = sum(cl.find(a) == cl.find(b) for a, b in neg)
     return {
-        "name": name, "links": len(links), "precision": correct / len(links) if links else 1.0,
-        "recall_near": near_found / near_tot if near_tot else 1.0, "near_pairs": near_tot,
-        "recall_excerpt": ex_found / len(ex) if ex else 1.0, "excerpts": len(ex),
-        "same_subject_flagged": neg_flagged, "same_subject": len(neg),
+        "name": name,
+        "links": len(links),
+        "precision": correct / len(links) if links else 1.0,
+        "recall_near": near_found / near_tot if near_tot else 1.0,
+        "near_pairs": near_tot,
+        "recall_excerpt": ex_found / len(ex) if ex else 1.0,
+        "excerpts": len(ex),
+        "same_subject_flagged": neg_flagged,
+        "same_subject": len(neg),
         "buckets": {k: tuple(v) for k, v in sorted(buckets.items())},
     }
 
@@ -258,7 +479,9 @@ def run_ours(r: redis.Redis, hasher: MinHasher, texts, ids, text_hashes, prefix:
     t0 = time.perf_counter()
     for start in range(0, len(ids), batch):
         pipe = r.pipeline(transaction=False)
-        index.add_batch(pipe, [Item(ids[k], text_hashes[k], sketches[k], 0.0) for k in range(start, min(len(ids), start + batch))])
+        index.add_batch(
+            pipe, [Item(ids[k], text_hashes[k], sketches[k], 0.0) for k in range(start, min(len(ids), start + batch))]
+        )
         for k, d in enumerate(DuplicateIndex.decisions(pipe.execute()[0])):
             if d.duplicate_of:
                 links.append((start + k, pos[d.duplicate_of]))
@@ -266,15 +489,24 @@ def run_ours(r: redis.Redis, hasher: MinHasher, texts, ids, text_hashes, prefix:
     mem = index.memory(r)
     delta = r.info("memory")["used_memory"] - mem0
     kinds = Counter(r.hget(f"{prefix}article:{ids[a]}", "duplicate_kind").decode() for a, _ in links)
-    return {"sig_s": t_sig, "index_s": t_idx, "bytes": mem["bytes"] / len(ids), "delta": delta / len(ids),
-            "links": links, "sketches": sketches, "kinds": dict(kinds)}
+    return {
+        "sig_s": t_sig,
+        "index_s": t_idx,
+        "bytes": mem["bytes"] / len(ids),
+        "delta": delta / len(ids),
+        "links": links,
+        "sketches": sketches,
+        "kinds": dict(kinds),
+    }
 
 
 def run_datasketch(r: redis.Redis | None, hasher: MinHasher, texts, sketches, port: int | None):
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
     cfg = {"type": "redis", "basename": b"dsbench", "redis": {"host": "127.0.0.1", "port": port}} if r else None
-    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=hasher.num_perm, params=(hasher.bands, hasher.rows), storage_config=cfg)
+    lsh = MinHashLSH(
+        threshold=THRESHOLD, num_perm=hasher.num_perm, params=(hasher.bands, hasher.rows), storage_config=cfg
+    )
     if r:
         r.config_resetstat()
         mem0 = r.info("memory")["used_memory"]
@@ -319,8 +551,9 @@ def main(argv=None) -> int:
     text_hashes = [hashlib.blake2b(" ".join(words(t)).encode(), digest_size=8).hexdigest() for t in texts]
     pos = {a: i for i, a in enumerate(ids)}
     planted_idx = [(pos[c], pos[o], e) for c, o, e in planted]
-    print(f"generated {len(ids)} articles ({args.originals} stories; planted: "
-          f"{dict(Counter(e for _, _, e in planted))})")
+    print(
+        f"generated {len(ids)} articles ({args.originals} stories; planted: {dict(Counter(e for _, _, e in planted))})"
+    )
 
     truths: dict[int, tuple] = {}
 
@@ -330,8 +563,10 @@ def main(argv=None) -> int:
             sets = [h.shingles(t) for t in texts]
             t0 = time.perf_counter()
             truths[shingle] = (truth(sets), [len(s) for s in sets])
-            print(f"  brute-force exact Jaccard, {shingle}-shingles: {len(truths[shingle][0])} pairs with J>=0.3 or C>=0.5 "
-                  f"({time.perf_counter() - t0:.1f}s)")
+            print(
+                f"  brute-force exact Jaccard, {shingle}-shingles: {len(truths[shingle][0])} pairs with J>=0.3 or C>=0.5 "
+                f"({time.perf_counter() - t0:.1f}s)"
+            )
         return truths[shingle]
 
     default = MinHasher()
@@ -339,8 +574,10 @@ def main(argv=None) -> int:
     n = len(ids)
     with EmbeddedRedis() as server:
         r = redis.Redis(port=server.port)
-        print(f"\n== one run, the same signatures and bands for all: num_perm={default.num_perm}, "
-              f"bands={default.bands}x{default.rows}, {default.shingle}-shingles, threshold {THRESHOLD}")
+        print(
+            f"\n== one run, the same signatures and bands for all: num_perm={default.num_perm}, "
+            f"bands={default.bands}x{default.rows}, {default.shingle}-shingles, threshold {THRESHOLD}"
+        )
         ours = run_ours(r, default, texts, ids, text_hashes, "bench:")
         r.flushall()
         ds_r = run_datasketch(r, default, texts, ours["sketches"], server.port)
@@ -348,37 +585,74 @@ def main(argv=None) -> int:
         ds_m = run_datasketch(None, default, texts, ours["sketches"], None)
         ours_s = ours["sig_s"] + ours["index_s"]
         rows = [
-            ("feedsift (Redis, Lua)", n / ours_s, ours["bytes"], ours["delta"], score("ours", ours["links"], pairs, sizes, planted_idx, n)),
-            ("datasketch MinHashLSH (Redis)", n / ds_r["total_s"], ds_r["bytes"], ds_r["delta"],
-             score("ds-redis", ds_r["links"], pairs, sizes, planted_idx, n)),
-            ("datasketch MinHashLSH (memory)", n / ds_m["total_s"], float("nan"), float("nan"),
-             score("ds-mem", ds_m["links"], pairs, sizes, planted_idx, n)),
+            (
+                "feedsift (Redis, Lua)",
+                n / ours_s,
+                ours["bytes"],
+                ours["delta"],
+                score("ours", ours["links"], pairs, sizes, planted_idx, n),
+            ),
+            (
+                "datasketch MinHashLSH (Redis)",
+                n / ds_r["total_s"],
+                ds_r["bytes"],
+                ds_r["delta"],
+                score("ds-redis", ds_r["links"], pairs, sizes, planted_idx, n),
+            ),
+            (
+                "datasketch MinHashLSH (memory)",
+                n / ds_m["total_s"],
+                float("nan"),
+                float("nan"),
+                score("ds-mem", ds_m["links"], pairs, sizes, planted_idx, n),
+            ),
         ]
-        print(f"{'system':34} {'articles/s':>10} {'B/article':>10} {'(delta)':>8} {'precision':>9} {'recall J>=.8':>12} "
-              f"{'excerpt rec':>11} {'same-subj FP':>12}")
+        print(
+            f"{'system':34} {'articles/s':>10} {'B/article':>10} {'(delta)':>8} {'precision':>9} {'recall J>=.8':>12} "
+            f"{'excerpt rec':>11} {'same-subj FP':>12}"
+        )
         for name, tput, b, d, s in rows:
-            print(f"{name:34} {tput:10.0f} {b:10.0f} {d:8.0f} {s['precision']:9.4f} {s['recall_near']:12.4f} "
-                  f"{s['recall_excerpt']:11.4f} {s['same_subject_flagged']:5d}/{s['same_subject']}")
-        print(f"feedsift: signatures {n / ours['sig_s']:.0f}/s, index (query+insert) {n / ours['index_s']:.0f}/s; kinds {ours['kinds']}")
-        print(f"ratio ours / datasketch-Redis: throughput {rows[0][1] / rows[1][1]:.1f}x, "
-              f"bytes/article {rows[0][2] / rows[1][2]:.2f}x")
+            print(
+                f"{name:34} {tput:10.0f} {b:10.0f} {d:8.0f} {s['precision']:9.4f} {s['recall_near']:12.4f} "
+                f"{s['recall_excerpt']:11.4f} {s['same_subject_flagged']:5d}/{s['same_subject']}"
+            )
+        print(
+            f"feedsift: signatures {n / ours['sig_s']:.0f}/s, index (query+insert) {n / ours['index_s']:.0f}/s; kinds {ours['kinds']}"
+        )
+        print(
+            f"ratio ours / datasketch-Redis: throughput {rows[0][1] / rows[1][1]:.1f}x, "
+            f"bytes/article {rows[0][2] / rows[1][2]:.2f}x"
+        )
         print(f"ratio ours / datasketch-memory: throughput {rows[0][1] / rows[2][1]:.2f}x")
         for name, _, _, _, s in rows:
             print(f"  {name} found/pairs per true-Jaccard bucket: {fmt_buckets(s)}")
 
         if not args.no_sweep:
-            print("\n== feedsift parameter sweep (same articles; Redis index; lead: 24 words, 16 permutations in 4 bands)")
-            print(f"{'num_perm':>8} {'bands':>7} {'shingle':>7} {'articles/s':>10} {'B/article':>9} {'precision':>9} "
-                  f"{'recall J>=.8':>12} {'excerpt rec':>11}  found/pairs per true-Jaccard bucket")
-            for p, b, k in ((128, 32, 4), (128, 32, 3), (128, 32, 5), (96, 24, 4), (120, 20, 4), (64, 16, 4),
-                            (256, 32, 4)):
+            print(
+                "\n== feedsift parameter sweep (same articles; Redis index; lead: 24 words, 16 permutations in 4 bands)"
+            )
+            print(
+                f"{'num_perm':>8} {'bands':>7} {'shingle':>7} {'articles/s':>10} {'B/article':>9} {'precision':>9} "
+                f"{'recall J>=.8':>12} {'excerpt rec':>11}  found/pairs per true-Jaccard bucket"
+            )
+            for p, b, k in (
+                (128, 32, 4),
+                (128, 32, 3),
+                (128, 32, 5),
+                (96, 24, 4),
+                (120, 20, 4),
+                (64, 16, 4),
+                (256, 32, 4),
+            ):
                 h = MinHasher(num_perm=p, bands=b, shingle=k)
                 pr, sz = ground(k)
                 r.flushall()
                 res = run_ours(r, h, texts, ids, text_hashes, "bench:")
                 s = score("sweep", res["links"], pr, sz, planted_idx, n)
-                print(f"{p:8d} {b:3d}x{h.rows:<3d} {k:7d} {n / (res['sig_s'] + res['index_s']):10.0f} {res['bytes']:9.0f} "
-                      f"{s['precision']:9.4f} {s['recall_near']:12.4f} {s['recall_excerpt']:11.4f}  {fmt_buckets(s)}")
+                print(
+                    f"{p:8d} {b:3d}x{h.rows:<3d} {k:7d} {n / (res['sig_s'] + res['index_s']):10.0f} {res['bytes']:9.0f} "
+                    f"{s['precision']:9.4f} {s['recall_near']:12.4f} {s['recall_excerpt']:11.4f}  {fmt_buckets(s)}"
+                )
     return 0
 
 

@@ -24,7 +24,7 @@ weight and threshold procedure:
   model appends them, so its cost is close to what shipping it would cost
   (the probe tokenises each text twice, so a little above it).
 
-For each: the figures `models.select_model` ranks configurations by (outer
+For each: the figures `feedsift.models.select_model` ranks configurations by (outer
 5-fold macro-F1 on full texts and on title + lead views, cross-style macro-F1,
 and their mean, the rank score), the dev figures when
 `--data` is there, and batch throughput on long articles on one core against
@@ -47,10 +47,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models import embeddings  # noqa: E402
-from models.select_model import TIE, held_out_scores  # noqa: E402
-from models.topics import TOPICS, TopicModel, _append_dense, labels, load_jsonl, scores, tokens  # noqa: E402
-from models.training import corpus, views  # noqa: E402
+from feedsift.models import embeddings
+from feedsift.models.select_model import TIE, held_out_scores
+from feedsift.models.topics import TOPICS, TopicModel, _append_dense, labels, load_jsonl, scores, tokens
+from feedsift.models.training import corpus, views
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics-dev.jsonl"
 BLOCK_WEIGHT = 0.5  # the encoder block's scale in the TF-IDF row (the word vectors' is 0.25)
@@ -68,7 +68,10 @@ class Encoder:
         self.eps = cfg.get("layer_norm_eps", 1e-12)
         data = (directory / "model.safetensors").read_bytes()
         self.digest = hashlib.sha256(data).hexdigest()[:16]
-        self.w = {k.removeprefix("bert."): v.astype(np.float32) for k, v in load_file(str(directory / "model.safetensors")).items()}
+        self.w = {
+            k.removeprefix("bert."): v.astype(np.float32)
+            for k, v in load_file(str(directory / "model.safetensors")).items()
+        }
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.cls, self.sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
@@ -99,7 +102,9 @@ class Encoder:
             c = (a @ v).transpose(0, 2, 1, 3).reshape(B, L, self.dim)
             x = self._norm(x + self._dense(c, p + "attention.output.dense"), p + "attention.output.LayerNorm")
             f = self._dense(x, p + "intermediate.dense")
-            x = self._norm(x + self._dense(0.5 * f * (1 + erf(f / np.sqrt(2))), p + "output.dense"), p + "output.LayerNorm")
+            x = self._norm(
+                x + self._dense(0.5 * f * (1 + erf(f / np.sqrt(2))), p + "output.dense"), p + "output.LayerNorm"
+            )
         return x
 
     def encode(self, texts: list[str], max_tokens: int, batch: int = 32) -> np.ndarray:
@@ -180,7 +185,10 @@ def main() -> int:
     Y_views = labels(rows)[group]
     texts = [f"{t}. {x}" for t, x in pairs]
     key = hashlib.sha256(f"{enc.digest}|{args.max_tokens}|".encode() + "\n".join(texts).encode()).hexdigest()[:16]
-    print(f"{len(rows)} training articles, {len(pairs)} views; encoder {args.encoder.name} ({enc.digest})", file=sys.stderr)
+    print(
+        f"{len(rows)} training articles, {len(pairs)} views; encoder {args.encoder.name} ({enc.digest})",
+        file=sys.stderr,
+    )
     started = time.perf_counter()
     table = cached(args.cache / f"distilled-{enc.digest}.npy", enc.distil)
     contextual = cached(args.cache / f"contextual-{key}.npy", lambda: enc.encode(texts, args.max_tokens))
@@ -201,8 +209,11 @@ def main() -> int:
     dev = load_jsonl(args.data) if args.data.exists() else None
     if dev:
         dev_docs = [shipped.document(r["title"], r["text"]) for r in dev]
-        dev_blocks = {"shipped": None, "+ contextual": enc.encode([f"{r['title']}. {r['text']}" for r in dev], args.max_tokens),
-                      "+ distilled": block(distilled, dev_docs)}
+        dev_blocks = {
+            "shipped": None,
+            "+ contextual": enc.encode([f"{r['title']}. {r['text']}" for r in dev], args.max_tokens),
+            "+ distilled": block(distilled, dev_docs),
+        }
         dev_counts = shipped.counts(dev_docs)
 
     long_pairs = [(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300][:200]
@@ -216,7 +227,9 @@ def main() -> int:
         row = {"features": name, **ranked}
         model = TopicModel().fit_counts(X, Y_views, folds=5, group=group)
         if dev:
-            row["dev"] = scores(labels(dev), model.predict_proba_counts(with_block(dev_counts, dev_blocks[name])) >= model.thresholds_)
+            row["dev"] = scores(
+                labels(dev), model.predict_proba_counts(with_block(dev_counts, dev_blocks[name])) >= model.thresholds_
+            )
         with threadpool_limits(1):
             if extra is None:
                 run, n = lambda: model.predict_proba_counts(shipped.counts(long_docs)), len(long_docs)
@@ -226,23 +239,36 @@ def main() -> int:
             else:
                 # tokenises twice (the model's counts, then the block): an upper bound on what shipping it would cost
                 def run():
-                    return model.predict_proba_counts(with_block(shipped.counts(long_docs), block(distilled, long_docs)))
+                    return model.predict_proba_counts(
+                        with_block(shipped.counts(long_docs), block(distilled, long_docs))
+                    )
+
                 n = len(long_docs)
             row["articles_per_s"] = cpu_rate(run, n)
         results.append(row)
         print(f"{name}: done", file=sys.stderr)
 
     base = results[0]
-    print("| features | macro-F1 full / lead / cross-style | rank score | dev micro / macro F1 | dev diplomacy / sport / politics F1 "
-          "| long articles/s, one core (contextual: its encoder alone) | vs shipped |")
+    print(
+        "| features | macro-F1 full / lead / cross-style | rank score | dev micro / macro F1 | dev diplomacy / sport / politics F1 "
+        "| long articles/s, one core (contextual: its encoder alone) | vs shipped |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         d = r.get("dev")
-        dev_cells = (f"{d['micro_f1']:.3f} / {d['macro_f1']:.3f}", " / ".join(f"{d[t]['f1']:.3f}" for t in TOPICS)) if d else ("-", "-")
+        dev_cells = (
+            (f"{d['micro_f1']:.3f} / {d['macro_f1']:.3f}", " / ".join(f"{d[t]['f1']:.3f}" for t in TOPICS))
+            if d
+            else ("-", "-")
+        )
         rank = f"{r['score']:.4f} ({r['score'] - base['score']:+.4f})"
-        print(f"| {r['features']} | {r['full']['macro_f1']:.4f} / {r['lead']['macro_f1']:.4f} / {r['shift']['macro_f1']:.4f} | {rank} | "
-              f"{dev_cells[0]} | {dev_cells[1]} | {r['articles_per_s']:,.0f} | {r['articles_per_s'] / base['articles_per_s']:.3f}x |")
-    print(f"\nRank score as in `models.select_model` (mean of the three macro-F1s); differences under {TIE} are within its tie.")
+        print(
+            f"| {r['features']} | {r['full']['macro_f1']:.4f} / {r['lead']['macro_f1']:.4f} / {r['shift']['macro_f1']:.4f} | {rank} | "
+            f"{dev_cells[0]} | {dev_cells[1]} | {r['articles_per_s']:,.0f} | {r['articles_per_s'] / base['articles_per_s']:.3f}x |"
+        )
+    print(
+        f"\nRank score as in `feedsift.models.select_model` (mean of the three macro-F1s); differences under {TIE} are within its tie."
+    )
     return 0
 
 

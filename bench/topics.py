@@ -36,8 +36,8 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.multiclass import OneVsRestClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from models.topics import TopicModel, labels, load_jsonl  # noqa: E402
-from models.training import corpus, train  # noqa: E402
+from feedsift.models.topics import labels, load_jsonl  # noqa: E402
+from feedsift.models.training import corpus, train  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "topics-dev.jsonl"
 
@@ -82,8 +82,10 @@ def main() -> int:
     def doc(t: str, x: str) -> str:
         return f"{t} {t} {x}"
 
-    base = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                         OneVsRestClassifier(LogisticRegression(C=8.0, class_weight="balanced", solver="liblinear")))
+    base = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        OneVsRestClassifier(LogisticRegression(C=8.0, class_weight="balanced", solver="liblinear")),
+    )
     start = time.perf_counter()
     base.fit([doc(r["title"], r["text"]) for r in rows], Y)
     base_train = time.perf_counter() - start
@@ -104,11 +106,26 @@ def main() -> int:
         "training articles": len(rows),
         "test articles (distinct, >= 300 words)": len(articles),
         "mean words per test article": round(float(words), 1),
-        "train seconds": {"feedsift": round(ours_train, 2), "sklearn": round(base_train, 2),
-                          "note": "feedsift's includes 5-fold out-of-fold thresholds and title+lead views"},
-        "model bytes": {"feedsift (.npz)": ours_size, "sklearn (pickle)": base_size, "ratio": round(base_size / ours_size, 2)},
-        "batch of 2000, articles/s": {"feedsift": round(ours_b), "sklearn": round(base_b), "ratio": round(ours_b / base_b, 2)},
-        "one at a time, articles/s": {"feedsift": round(ours_s), "sklearn": round(base_s), "ratio": round(ours_s / base_s, 2)},
+        "train seconds": {
+            "feedsift": round(ours_train, 2),
+            "sklearn": round(base_train, 2),
+            "note": "feedsift's includes 5-fold out-of-fold thresholds and title+lead views",
+        },
+        "model bytes": {
+            "feedsift (.npz)": ours_size,
+            "sklearn (pickle)": base_size,
+            "ratio": round(base_size / ours_size, 2),
+        },
+        "batch of 2000, articles/s": {
+            "feedsift": round(ours_b),
+            "sklearn": round(base_b),
+            "ratio": round(ours_b / base_b, 2),
+        },
+        "one at a time, articles/s": {
+            "feedsift": round(ours_s),
+            "sklearn": round(base_s),
+            "ratio": round(ours_s / base_s, 2),
+        },
     }
     print(json.dumps(figures, indent=1))
     return 0

@@ -34,7 +34,7 @@ def _package_dir() -> Path:
     spec = importlib.util.find_spec("wordllama")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("this topic model needs word vectors from the 'wordllama' package: pip install wordllama")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 class WordVectors:
@@ -48,11 +48,14 @@ class WordVectors:
 
         root = _package_dir()
         data = (root / _WEIGHTS).read_bytes()
-        self._use(load(data)["embedding.weight"], Tokenizer.from_file(str(root / _TOKENIZER)),  # float16, 16 MB
-                  hashlib.sha256(data).hexdigest()[:16])
+        self._use(
+            load(data)["embedding.weight"],
+            Tokenizer.from_file(str(root / _TOKENIZER)),  # float16, 16 MB
+            hashlib.sha256(data).hexdigest()[:16],
+        )
 
     @classmethod
-    def from_table(cls, table: np.ndarray, tokenizer, digest: str) -> "WordVectors":
+    def from_table(cls, table: np.ndarray, tokenizer, digest: str) -> WordVectors:
         """Any token table and its tokenizer behind the same per-word cache (for probing other vectors)."""
         vectors = cls.__new__(cls)
         vectors._use(table, tokenizer, digest)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.text import normalise, words
+from feedsift.models.text import normalise, words
 
 EMPTY = 0xFFFFFFFF
 #: bytes of the fixed part of a record: id (16, NUL padded), text hash (8), shingle count (2)
@@ -86,7 +86,9 @@ class MinHasher:
         object.__setattr__(self, "_band_mul", band_mul)
         object.__setattr__(self, "_lead_mul", lead_mul)
         # a k-gram's hash: sum of its words' CRC32 times one odd constant per position, mod 2^64
-        gram_mul = np.random.default_rng(self.seed + 1).integers(1, 2**63, size=self.shingle, dtype=np.uint64) | np.uint64(1)
+        gram_mul = np.random.default_rng(self.seed + 1).integers(
+            1, 2**63, size=self.shingle, dtype=np.uint64
+        ) | np.uint64(1)
         object.__setattr__(self, "_gram_mul", gram_mul)
 
     @property
@@ -137,7 +139,11 @@ class MinHasher:
     def sketch(self, text: str) -> Sketch:
         tokens = self.tokens(text)
         h = self._grams(tokens)
-        lead = self._minimums(self._grams(tokens[: self.lead_words]), self.lead_perm) if self.lead_bands else np.zeros(0, np.uint32)
+        lead = (
+            self._minimums(self._grams(tokens[: self.lead_words]), self.lead_perm)
+            if self.lead_bands
+            else np.zeros(0, np.uint32)
+        )
         return Sketch(self._minimums(h, self.num_perm), lead, int(h.size))
 
     # -- what the index stores -------------------------------------------------
@@ -154,7 +160,12 @@ class MinHasher:
         if len(ident) > ID_BYTES or b"\0" in ident or not ident:
             raise ValueError(f"article id {article_id!r} must be 1 to {ID_BYTES} bytes")
         th = bytes.fromhex(text_hash)[:8].ljust(8, b"\0")
-        return ident.ljust(ID_BYTES, b"\0") + th + struct.pack(">H", min(sk.size, 0xFFFF)) + codes(sk.sig).astype(">u2").tobytes()
+        return (
+            ident.ljust(ID_BYTES, b"\0")
+            + th
+            + struct.pack(">H", min(sk.size, 0xFFFF))
+            + codes(sk.sig).astype(">u2").tobytes()
+        )
 
     def entries(self, article_id: str, sk: Sketch) -> bytes:
         """The bucket keys of an article, 4 bytes each, big-endian: bands, lead bands, then its id."""
@@ -315,4 +326,3 @@ def jaccard(a: set | np.ndarray, b: set | np.ndarray) -> float:
 def lsh_probability(s: float, bands: int, rows: int) -> float:
     """Chance that two sets of Jaccard similarity s share at least one of `bands` bands of `rows` rows."""
     return 1.0 - (1.0 - s**rows) ** bands
-

@@ -1,8 +1,8 @@
 """Corpus hygiene and model selection for the starter topic model.
 
-    python -m models.select_model corpus [--fix]     # ids, duplicates, labels, counts, the split
-    python -m models.select_model overlap --against EVAL.jsonl   # rows that may share a story with an evaluation set
-    python -m models.select_model compare [--folds 5] [--json models/selection.json]
+    python -m feedsift.models.select_model corpus [--fix]     # ids, duplicates, labels, counts, the split
+    python -m feedsift.models.select_model overlap --against EVAL.jsonl   # rows that may share a story with an evaluation set
+    python -m feedsift.models.select_model compare [--folds 5] [--json models/selection.json]
 
 `corpus` checks the files in models/corpus/: with --fix it renumbers ids that
 repeat within a file, drops exact and near-identical copies (keeping the first)
@@ -35,10 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-from models import embeddings
-from models.topics import TOPICS, TopicModel, fold_splits, labels, scores
-from models.training import (LEAD_WORDS, corpus, corpus_dir, counts_by, deduplicate, held_out, length_bucket, split,
-                             starter_rows, validate, views)
+from feedsift.models import embeddings
+from feedsift.models.topics import TOPICS, TopicModel, fold_splits, labels, scores
+from feedsift.models.training import (
+    LEAD_WORDS,
+    corpus,
+    corpus_dir,
+    counts_by,
+    deduplicate,
+    held_out,
+    length_bucket,
+    split,
+    starter_rows,
+    validate,
+    views,
+)
 
 TIE = 0.005
 #: The slices written first, in a generic style; `cross_style` sets them against the rest.
@@ -55,7 +66,11 @@ CANDIDATES: list[tuple[str, dict, bool]] = [
     ("logreg C=2, word 1-grams, +leads", {"word_ngrams": (1, 1), "classifier": "logreg", "C": 2.0}, True),
     ("svm C=0.5, word 1-grams, +leads", {"word_ngrams": (1, 1), "classifier": "svm", "C": 0.5}, True),
     ("svm C=0.5, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "svm", "C": 0.5}, True),
-    ("svm C=0.5, word 1-grams + vectors x0.5, +leads", {**VEC, "classifier": "svm", "C": 0.5, "vector_weight": 0.5}, True),
+    (
+        "svm C=0.5, word 1-grams + vectors x0.5, +leads",
+        {**VEC, "classifier": "svm", "C": 0.5, "vector_weight": 0.5},
+        True,
+    ),
     ("svm C=1, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "svm", "C": 1.0}, True),
     ("logreg C=8, word 1-grams + vectors x0.25, +leads", {**VEC, "classifier": "logreg", "C": 8.0}, True),
     ("logreg C=8, word, title x3, +leads", {**WORD, "classifier": "logreg", "C": 8.0, "title_weight": 3}, True),
@@ -115,15 +130,62 @@ def corpus_report(fix: bool, directory: Path) -> int:
                         fh.write(json.dumps({k: v for k, v in r.items() if k != "_file"}, ensure_ascii=False) + "\n")
         print(f"rewrote {len(by_file)} files: {len(rows)} rows -> {len(kept)}")
     train, test = split(kept)
-    print(json.dumps({"read": len(rows), "after dedupe": counts_by(kept), "training part": counts_by(train),
-                      "held out": counts_by(test)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "read": len(rows),
+                "after dedupe": counts_by(kept),
+                "training part": counts_by(train),
+                "held out": counts_by(test),
+            },
+            indent=1,
+        )
+    )
     return 1 if [p for p in problems if "is used" in p] and not fix else 0
 
 
 # -- overlap with an evaluation set ----------------------------------------------------
 _WORD = re.compile(r"[a-z][a-z']{2,}")
-_COMMON = frozenset("the and for with that this from have has was were are will would said says its their they about "
-                    "after over into than more been not but which who what when also one two new".split())
+_COMMON = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "from",
+        "have",
+        "has",
+        "was",
+        "were",
+        "are",
+        "will",
+        "would",
+        "said",
+        "says",
+        "its",
+        "their",
+        "they",
+        "about",
+        "after",
+        "over",
+        "into",
+        "than",
+        "more",
+        "been",
+        "not",
+        "but",
+        "which",
+        "who",
+        "what",
+        "when",
+        "also",
+        "one",
+        "two",
+        "new",
+    ]
+)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -158,14 +220,18 @@ def overlap_report(against: Path, directory: Path) -> int:
     others = [json.loads(line) for line in against.read_text(encoding="utf-8").splitlines() if line.strip()]
     found = overlaps(starter_rows(directory), others)
     for r, o, common, jac in found:
-        print(f"{r['_file']}:{r['id']}  {r['title'][:60]!r}  ~  {o.get('id', '')} {str(o.get('title', ''))[:60]!r}  "
-              f"shared: {', '.join(common[:8])}  title Jaccard {jac}")
+        print(
+            f"{r['_file']}:{r['id']}  {r['title'][:60]!r}  ~  {o.get('id', '')} {str(o.get('title', ''))[:60]!r}  "
+            f"shared: {', '.join(common[:8])}  title Jaccard {jac}"
+        )
     print(f"{len(found)} pairs to judge", file=sys.stderr)
     return 0
 
 
 # -- comparison -------------------------------------------------------------------
-def cross_validate(name: str, params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int) -> dict:
+def cross_validate(
+    name: str, params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int
+) -> dict:
     """Outer k-fold by article; returns figures on full texts and on lead views, and the fit time."""
     out, model = held_out_scores(params, leads, rows, counts, Y_views, group, is_lead, folds)
     long_docs = [model.document(r["title"], r["text"]) for r in rows if len(r["text"].split()) >= 300]
@@ -173,11 +239,20 @@ def cross_validate(name: str, params: dict, leads: bool, rows: list[dict], count
     start = time.process_time()
     model.predict_proba(long_docs)
     rate = len(long_docs) / max(1e-9, time.process_time() - start)
-    return {"name": name, "params": params, "leads": leads, "fit_seconds": out.pop("fit_seconds"), "articles_per_s": round(rate),
-            "eligible": not params.get("char_ngrams") or bool(params.get("char_chars")), **out}
+    return {
+        "name": name,
+        "params": params,
+        "leads": leads,
+        "fit_seconds": out.pop("fit_seconds"),
+        "articles_per_s": round(rate),
+        "eligible": not params.get("char_ngrams") or bool(params.get("char_chars")),
+        **out,
+    }
 
 
-def held_out_scores(params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int) -> tuple[dict, TopicModel]:
+def held_out_scores(
+    params: dict, leads: bool, rows: list[dict], counts, Y_views, group, is_lead, folds: int
+) -> tuple[dict, TopicModel]:
     """The three figures the ranking reads (full texts, lead views, cross-style) and their mean; also the last fold's model.
 
     `counts` may carry columns the configuration's own features do not make
@@ -199,10 +274,15 @@ def held_out_scores(params: dict, leads: bool, rows: list[dict], counts, Y_views
         thresholds[test_rows] = model.thresholds_
     pred = probs >= thresholds
     full, lead_rows = ~is_lead, is_lead
-    out = {"fit_seconds": round(seconds / folds, 2), "full": scores(Y_views[full], pred[full]),
-           "lead": scores(Y_views[lead_rows], pred[lead_rows])}
+    out = {
+        "fit_seconds": round(seconds / folds, 2),
+        "full": scores(Y_views[full], pred[full]),
+        "lead": scores(Y_views[lead_rows], pred[lead_rows]),
+    }
     buckets = np.array([length_bucket(r) for r in rows])[group[full]]
-    out["full_by_length"] = {b: scores(Y_views[full][buckets == b], pred[full][buckets == b])["micro_f1"] for b in sorted(set(buckets))}
+    out["full_by_length"] = {
+        b: scores(Y_views[full][buckets == b], pred[full][buckets == b])["micro_f1"] for b in sorted(set(buckets))
+    }
     out["shift"] = cross_style(params, leads, rows, counts, Y_views, group, is_lead)
     out["score"] = round((out["full"]["macro_f1"] + out["lead"]["macro_f1"] + out["shift"]["macro_f1"]) / 3, 4)
     return out, model
@@ -236,15 +316,23 @@ def compare(folds: int, json_path: str | None, only: list[str] | None) -> int:
     pairs, group = views(train_rows, leads=True)
     is_lead = np.r_[False, group[1:] == group[:-1]]
     Y_views = labels(train_rows)[group]
-    print(f"{len(train_rows)} training articles, {int(is_lead.sum())} lead views (articles over {LEAD_WORDS[1]} words)",
-          file=sys.stderr)
+    print(
+        f"{len(train_rows)} training articles, {int(is_lead.sum())} lead views (articles over {LEAD_WORDS[1]} words)",
+        file=sys.stderr,
+    )
     results = []
     cache: dict[str, object] = {}
     for name, params, leads in CANDIDATES:
         if only and not any(o in name for o in only):
             continue
         features = TopicModel(**params)
-        key = json.dumps({k: v for k, v in features.params().items() if k in ("n_features", "word_ngrams", "char_ngrams", "char_chars", "title_weight", "word_vectors")})
+        key = json.dumps(
+            {
+                k: v
+                for k, v in features.params().items()
+                if k in ("n_features", "word_ngrams", "char_ngrams", "char_chars", "title_weight", "word_vectors")
+            }
+        )
         if key not in cache:
             cache[key] = features.counts([features.document(t, x) for t, x in pairs])
         result = cross_validate(name, params, leads, train_rows, cache[key], Y_views, group, is_lead, folds)
@@ -258,27 +346,51 @@ def compare(folds: int, json_path: str | None, only: list[str] | None) -> int:
     print(table(results))
     print(f"\nchosen: {chosen['name']}")
     if json_path:
-        Path(json_path).write_text(json.dumps({"folds": folds, "articles": len(train_rows), "results": results}, indent=1) + "\n")
+        Path(json_path).write_text(
+            json.dumps({"folds": folds, "articles": len(train_rows), "results": results}, indent=1) + "\n"
+        )
     return 0
 
 
 def row(r: dict) -> str:
     f, l_ = r["full"], r["lead"]
-    cells = [r["name"] + (" **(chosen)**" if r.get("chosen") else "")] + [f"{f[t]['precision']:.3f} / {f[t]['recall']:.3f} / {f[t]['f1']:.3f}" for t in TOPICS]
-    cells += [f"{f['micro_f1']:.3f}", f"{f['macro_f1']:.3f}", f"{l_['micro_f1']:.4f}", f"{l_['macro_f1']:.4f}",
-              f"{r['shift']['macro_f1']:.4f}", f"{r['score']:.4f}", f"{r['fit_seconds']:.1f}", f"{r['articles_per_s']}" + ("" if r["eligible"] else " (too slow)")]
+    cells = [r["name"] + (" **(chosen)**" if r.get("chosen") else "")] + [
+        f"{f[t]['precision']:.3f} / {f[t]['recall']:.3f} / {f[t]['f1']:.3f}" for t in TOPICS
+    ]
+    cells += [
+        f"{f['micro_f1']:.3f}",
+        f"{f['macro_f1']:.3f}",
+        f"{l_['micro_f1']:.4f}",
+        f"{l_['macro_f1']:.4f}",
+        f"{r['shift']['macro_f1']:.4f}",
+        f"{r['score']:.4f}",
+        f"{r['fit_seconds']:.1f}",
+        f"{r['articles_per_s']}" + ("" if r["eligible"] else " (too slow)"),
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
 def table(results: list[dict]) -> str:
-    head = ["configuration"] + [f"{t} P / R / F1" for t in TOPICS] + ["micro-F1", "macro-F1", "lead micro-F1",
-                                                                      "lead macro-F1", "cross-style macro-F1", "rank score", "fit s", "articles/s"]
+    head = (
+        ["configuration"]
+        + [f"{t} P / R / F1" for t in TOPICS]
+        + [
+            "micro-F1",
+            "macro-F1",
+            "lead micro-F1",
+            "lead macro-F1",
+            "cross-style macro-F1",
+            "rank score",
+            "fit s",
+            "articles/s",
+        ]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + [row(r) for r in results])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.select_model", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m feedsift.models.select_model", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("corpus", help="check (and with --fix repair) the starter corpus; print counts")
     c.add_argument("--fix", action="store_true", help="renumber repeated ids and drop duplicates in place")

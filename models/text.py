@@ -14,17 +14,61 @@ from collections import Counter
 from html.parser import HTMLParser
 
 _BLOCK_TAGS = frozenset(
-    "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote pre table tr td th section article header footer figure figcaption hr".split()
+    [
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "table",
+        "tr",
+        "td",
+        "th",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "figure",
+        "figcaption",
+        "hr",
+    ]
 )
 _SKIP_TAGS = frozenset(("script", "style", "noscript", "template", "iframe", "object"))
 
 _TRANSLATE = str.maketrans(
     {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-        "\u00ab": '"', "\u00bb": '"',
-        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
-        "\u2026": "...", "\u00a0": " ", "\u200b": "", "\ufeff": "",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2015": "-",
+        "\u2212": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\u200b": "",
+        "\ufeff": "",
     }
 )
 
@@ -103,11 +147,7 @@ def is_footer(line: str) -> bool:
 
 def strip_furniture(text: str, boilerplate: frozenset[str] = frozenset()) -> str:
     """Drops known footers, a trailing "[...]" and the feed's recurring lines."""
-    kept = [
-        line
-        for line in text.split("\n")
-        if line and not is_footer(line) and line_key(line) not in boilerplate
-    ]
+    kept = [line for line in text.split("\n") if line and not is_footer(line) and line_key(line) not in boilerplate]
     out = "\n".join(kept)
     return _TRAILING_ELLIPSIS.sub("", out).strip()
 

@@ -24,10 +24,10 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,8 +39,8 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.svm import LinearSVC
 from sklearn.utils import murmurhash3_32
 
-from models import embeddings
-from models.text import normalise
+from feedsift.models import embeddings
+from feedsift.models.text import normalise
 
 TOPICS: tuple[str, ...] = ("diplomacy", "sport", "politics")
 FORMAT = "feedsift-topics/3"
@@ -151,8 +151,10 @@ class TopicModel:
         wv = embeddings.word_vectors(self.word_vectors)
         trained_on = self.meta_.get("word_vectors_sha256")
         if trained_on and trained_on != wv.digest:
-            raise RuntimeError(f"this model was trained with other {self.word_vectors} vectors ({trained_on}, installed "
-                               f"{wv.digest}); install the wordllama release it was trained with, or retrain")
+            raise RuntimeError(
+                f"this model was trained with other {self.word_vectors} vectors ({trained_on}, installed "
+                f"{wv.digest}); install the wordllama release it was trained with, or retrain"
+            )
         return wv
 
     # -- features -----------------------------------------------------------
@@ -163,8 +165,15 @@ class TopicModel:
         return doc if doc.isascii() else normalise(doc)
 
     def _char_vectorizer(self) -> HashingVectorizer:
-        return HashingVectorizer(analyzer="char_wb", ngram_range=tuple(self.char_ngrams), n_features=self.n_features,
-                                 alternate_sign=False, norm=None, lowercase=True, dtype=np.float32)
+        return HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=tuple(self.char_ngrams),
+            n_features=self.n_features,
+            alternate_sign=False,
+            norm=None,
+            lowercase=True,
+            dtype=np.float32,
+        )
 
     def _word_columns(self, toks: list[str], lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of every word n-gram occurrence, in document order."""
@@ -221,10 +230,10 @@ class TopicModel:
         return X
 
     # -- learning -----------------------------------------------------------
-    def fit(self, docs: Sequence[str], Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> "TopicModel":
+    def fit(self, docs: Sequence[str], Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> TopicModel:
         return self.fit_counts(self.counts(docs), Y, folds=folds, seed=seed, group=group)
 
-    def fit_counts(self, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> "TopicModel":
+    def fit_counts(self, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> TopicModel:
         """Learns IDF, one classifier per topic and each topic's threshold (on `folds`-fold out-of-fold predictions).
 
         Rows with the same `group` (views of one article) always fall in the same fold.
@@ -253,7 +262,7 @@ class TopicModel:
         self.oof_ = oof
         self.meta_ = {
             **vectors,
-            "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "n_train": int(n),
             "cv": scores(Y, oof >= self.thresholds_, self.topics),
         }
@@ -264,8 +273,14 @@ class TopicModel:
             svm = LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=5000)
             return CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)
         if self.classifier == "sgd":
-            return SGDClassifier(loss="log_loss", alpha=self.alpha, class_weight=self.class_weight, max_iter=100,
-                                 tol=1e-4, random_state=0)
+            return SGDClassifier(
+                loss="log_loss",
+                alpha=self.alpha,
+                class_weight=self.class_weight,
+                max_iter=100,
+                tol=1e-4,
+                random_state=0,
+            )
         return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000, solver="liblinear")
 
     def _linear(self, clf) -> tuple[np.ndarray, float, float, float]:
@@ -310,8 +325,11 @@ class TopicModel:
         out: dict[str, dict] = {}
         for j, topic in enumerate(self.topics):
             slope = -float(self.calib_[j, 0])
-            contrib = [(term, round(value[col] * float(self.coef_[j, col]) * slope, 4))
-                       for term, col in terms.items() if col in value]
+            contrib = [
+                (term, round(value[col] * float(self.coef_[j, col]) * slope, 4))
+                for term, col in terms.items()
+                if col in value
+            ]
             if self.word_vectors:  # the mean word vector counts as one term
                 cols = np.arange(self._text_width, self.width)
                 vec = sum(value.get(int(c), 0.0) * float(self.coef_[j, c]) for c in cols) * slope
@@ -320,8 +338,13 @@ class TopicModel:
             up = sorted((c for c in contrib if c[1] > 0), key=lambda c: -c[1])[:top]
             down = sorted((c for c in contrib if c[1] < 0), key=lambda c: c[1])[:top]
             p = float(expit(logit[j]))
-            out[topic] = {"probability": round(p, 4), "threshold": round(float(self.thresholds_[j]), 4),
-                          "tagged": p >= float(self.thresholds_[j]), "up": up, "down": down}
+            out[topic] = {
+                "probability": round(p, 4),
+                "threshold": round(float(self.thresholds_[j]), 4),
+                "tagged": p >= float(self.thresholds_[j]),
+                "up": up,
+                "down": down,
+            }
         return out
 
     def _terms(self, doc: str) -> dict[str, int]:
@@ -388,11 +411,13 @@ class TopicModel:
         return self.version
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "TopicModel":
+    def from_bytes(cls, data: bytes) -> TopicModel:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
             if header.get("format") not in READS:
-                raise ValueError(f"not a feedsift topic model of this release (format {header.get('format')!r}); retrain it")
+                raise ValueError(
+                    f"not a feedsift topic model of this release (format {header.get('format')!r}); retrain it"
+                )
             p = header["params"]
             model = cls(
                 n_features=p["n_features"],
@@ -420,7 +445,7 @@ class TopicModel:
         return model
 
     @classmethod
-    def load(cls, path: str | Path) -> "TopicModel":
+    def load(cls, path: str | Path) -> TopicModel:
         return cls.from_bytes(Path(path).read_bytes())
 
 
@@ -458,8 +483,13 @@ def _identity(terms):
 
 
 def _version(model: TopicModel) -> str:
-    digest = hashlib.sha256(model.coef_.tobytes() + model.intercept_.tobytes() + model.calib_.tobytes()
-                            + model.thresholds_.tobytes() + json.dumps(model.params()).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(
+        model.coef_.tobytes()
+        + model.intercept_.tobytes()
+        + model.calib_.tobytes()
+        + model.thresholds_.tobytes()
+        + json.dumps(model.params()).encode()
+    ).hexdigest()[:8]
     day = model.meta_.get("trained_at", "")[:10].replace("-", "") or "untrained"
     return f"{day}-{digest}"
 
@@ -493,7 +523,12 @@ def scores(Y: np.ndarray, pred: np.ndarray, topics: Iterable[str] = TOPICS) -> d
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[topic] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": int(tp + fn)}
+        out[topic] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": int(tp + fn),
+        }
     out["micro_f1"] = round(2 * tps / (2 * tps + fps + fns), 4) if tps else 0.0
     out["macro_f1"] = round(float(np.mean([out[t]["f1"] for t in topics])), 4)
     return out

@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from models.topics import TOPICS, TopicModel, labels, load_jsonl, scores, tokens
+from feedsift.models.topics import TOPICS, TopicModel, labels, load_jsonl, scores, tokens
 
 HELD_OUT_PERCENT = 15
 NEAR_DUPLICATE = 0.8  # word 5-shingle Jaccard at or above which two texts are one article
@@ -32,7 +32,7 @@ LEAD_WORDS = (25, 60)  # a lead view: whole sentences until at least 25 words, a
 
 
 def corpus_dir() -> Path:
-    return Path(str(resources.files("models").joinpath("corpus")))
+    return Path(str(resources.files("feedsift.models").joinpath("corpus")))
 
 
 def starter_rows(directory: Path | None = None) -> list[dict]:
@@ -73,7 +73,9 @@ def _shingles(text: str, k: int = 5) -> set[str]:
     return {" ".join(w[i : i + k]) for i in range(max(1, len(w) - k + 1))}
 
 
-def deduplicate(rows: Sequence[dict], threshold: float = NEAR_DUPLICATE) -> tuple[list[dict], list[tuple[dict, dict, float]]]:
+def deduplicate(
+    rows: Sequence[dict], threshold: float = NEAR_DUPLICATE
+) -> tuple[list[dict], list[tuple[dict, dict, float]]]:
     """Drops rows whose text repeats an earlier row's exactly or nearly (word 5-shingle Jaccard >= threshold).
 
     Returns the kept rows and (dropped, kept twin, similarity) triples; a twin
@@ -125,7 +127,11 @@ def length_bucket(row: dict) -> str:
 def counts_by(rows: Sequence[dict], topics: Sequence[str] = TOPICS) -> dict:
     """Rows per label and per length bucket."""
     Y = labels(rows, topics) if rows else np.zeros((0, len(topics)))
-    out = {"rows": len(rows), **{t: int(Y[:, j].sum()) for j, t in enumerate(topics)}, "none": int((Y.sum(axis=1) == 0).sum())}
+    out = {
+        "rows": len(rows),
+        **{t: int(Y[:, j].sum()) for j, t in enumerate(topics)},
+        "none": int((Y.sum(axis=1) == 0).sum()),
+    }
     out["length"] = dict(Counter(length_bucket(r) for r in rows))
     return out
 
@@ -165,7 +171,9 @@ def check_trainable(rows: Sequence[dict], topics: Sequence[str] = TOPICS) -> np.
     problems = validate(rows, topics)
     bad = [p for p in problems if "is used" not in p]
     if bad:
-        raise ValueError("unusable rows: " + "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+        raise ValueError(
+            "unusable rows: " + "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
+        )
     Y = labels(rows, topics)
     for j, topic in enumerate(topics):
         if Y[:, j].sum() < 5 or (Y[:, j] == 0).sum() < 5:
@@ -199,7 +207,8 @@ def evaluate(model: TopicModel, rows: Sequence[dict]) -> dict:
     buckets = np.array([length_bucket(r) for r in rows])
     result["by_length"] = {
         name: {"rows": int((buckets == name).sum()), **scores(Y[buckets == name], pred[buckets == name], model.topics)}
-        for name, _, _ in LENGTH_BUCKETS if (buckets == name).any()
+        for name, _, _ in LENGTH_BUCKETS
+        if (buckets == name).any()
     }
     mixups: Counter[tuple[str, str]] = Counter()
     mistakes = []
@@ -211,15 +220,34 @@ def evaluate(model: TopicModel, rows: Sequence[dict]) -> dict:
         for j, topic in enumerate(model.topics):
             if bool(pred[i, j]) != bool(Y[i, j]):
                 margin = abs(float(probs[i, j]) - float(model.thresholds_[j]))
-                mistakes.append({
-                    "id": str(row.get("id", i)), "title": str(row.get("title", ""))[:90], "topic": topic,
-                    "error": "false positive" if pred[i, j] else "false negative",
-                    "probability": round(float(probs[i, j]), 3), "margin": round(margin, 3),
-                })
+                mistakes.append(
+                    {
+                        "id": str(row.get("id", i)),
+                        "title": str(row.get("title", ""))[:90],
+                        "topic": topic,
+                        "error": "false positive" if pred[i, j] else "false negative",
+                        "probability": round(float(probs[i, j]), 3),
+                        "margin": round(margin, 3),
+                    }
+                )
     result["mixups"] = [{"labelled": a, "predicted": b, "count": n} for (a, b), n in mixups.most_common()]
     result["confusions"] = sorted(mistakes, key=lambda m: -m["margin"])
     return result
 
 
-__all__ = ["TOPICS", "train", "evaluate", "starter_rows", "corpus", "corpus_dir", "deduplicate", "validate", "split",
-           "held_out", "lead", "views", "counts_by", "length_bucket"]
+__all__ = [
+    "TOPICS",
+    "corpus",
+    "corpus_dir",
+    "counts_by",
+    "deduplicate",
+    "evaluate",
+    "held_out",
+    "lead",
+    "length_bucket",
+    "split",
+    "starter_rows",
+    "train",
+    "validate",
+    "views",
+]

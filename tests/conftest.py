@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from feedsift.workers.embedded import EmbeddedRedis
 from tests.harness import FeedServer, Worker, clean
-from workers.embedded import EmbeddedRedis
 
 PREFIX = "fstest:"
 
@@ -31,17 +31,19 @@ def redis_server():
 def service_env(redis_server, tmp_path_factory):
     """The environment of the test process and of every worker it starts."""
     env = dict(os.environ)
-    env.update({
-        "FEEDSIFT_REDIS_URL": redis_server.url,
-        "FEEDSIFT_PREFIX": PREFIX,
-        "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1",
-        "FEEDSIFT_VISIBILITY_TIMEOUT": "20",
-        "PYTHONHASHSEED": "random",
-    })
+    env.update(
+        {
+            "FEEDSIFT_REDIS_URL": redis_server.url,
+            "FEEDSIFT_PREFIX": PREFIX,
+            "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1",
+            "FEEDSIFT_VISIBILITY_TIMEOUT": "20",
+            "PYTHONHASHSEED": "random",
+        }
+    )
     saved = {k: os.environ.get(k) for k in env if k.startswith("FEEDSIFT_")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("FEEDSIFT_")})
-    from workers import settings
-    from workers.context import context
+    from feedsift.workers import settings
+    from feedsift.workers.context import context
 
     settings.get_settings.cache_clear()
     context.cache_clear()
@@ -65,7 +67,7 @@ def r(service_env) -> redis.Redis:
 
 @pytest.fixture
 def ctx(service_env, r):
-    from workers.context import context
+    from feedsift.workers.context import context
 
     return context()
 
@@ -82,7 +84,9 @@ def start_worker(service_env, tmp_path):
     started = []
 
     def start(concurrency: int = 2, queues: str = "fetch,process", env: dict | None = None) -> Worker:
-        w = Worker({**service_env, **(env or {})}, tmp_path, f"w{len(started)}-{uuid.uuid4().hex[:6]}", concurrency, queues)
+        w = Worker(
+            {**service_env, **(env or {})}, tmp_path, f"w{len(started)}-{uuid.uuid4().hex[:6]}", concurrency, queues
+        )
         started.append(w)
         return w.wait_ready()
 

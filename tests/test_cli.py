@@ -6,12 +6,19 @@ import json
 import subprocess
 import sys
 
+from feedsift.workers.embedded import free_port
 from tests.harness import EXAMPLES, ROOT
-from workers.embedded import free_port
 
 
 def feedsift(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "feedsift.workers.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_submit_file_wait_then_read_back(service_env, r, worker):

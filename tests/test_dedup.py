@@ -10,13 +10,12 @@ import uuid
 
 import pytest
 
-from models.minhash import MemoryIndex, MinHasher
+from feedsift.models.minhash import MemoryIndex
+from feedsift.workers import pipeline
+from feedsift.workers.app import app
+from feedsift.workers.cli import main as cli
+from feedsift.workers.index import DuplicateIndex, Item
 from tests.harness import EXAMPLES, wait_for
-from workers import pipeline
-from workers.app import app
-from workers.cli import main as cli
-from workers.index import DuplicateIndex, Item
-from workers.keys import Keys
 
 PREFIX = "fstest:"
 VOCAB = [f"w{i}" for i in range(5000)]
@@ -69,8 +68,9 @@ def test_lua_index_decides_like_the_reference(ctx, r):
     got = index_all(ctx, docs, time.time())
     ref = MemoryIndex(ctx.hasher, ctx.settings.dedup_threshold, ctx.index.excerpt)
     expected = [ref.add(aid, pipeline.text_hash(t), ctx.hasher.sketch(t)) for aid, t in docs]
-    assert [(d.seq, d.duplicate_of, d.kind, d.cluster) for d in got] == \
-           [(e.seq, e.duplicate_of, e.kind, e.cluster) for e in expected]
+    assert [(d.seq, d.duplicate_of, d.kind, d.cluster) for d in got] == [
+        (e.seq, e.duplicate_of, e.kind, e.cluster) for e in expected
+    ]
     assert all(abs(float(d.similarity) - e.similarity) < 1e-4 for d, e in zip(got, expected) if d.kind)
     kinds = {d.kind for d in got}
     assert {"near", "excerpt", "exact"} <= kinds
@@ -86,7 +86,10 @@ def test_lua_index_decides_like_the_reference(ctx, r):
     assert int(r.hget(PREFIX + "dedup:meta", "entries")) == entries and int(r.get(PREFIX + "dedup:seq")) == len(docs)
     # the article hashes carry the decision, clusters list their members
     some = next(d for d in got if d.kind == "excerpt")
-    rec = {k.decode(): v.decode() for k, v in r.hgetall(PREFIX + "article:" + next(a for (a, _), d in zip(docs, got) if d is some)).items()}
+    rec = {
+        k.decode(): v.decode()
+        for k, v in r.hgetall(PREFIX + "article:" + next(a for (a, _), d in zip(docs, got) if d is some)).items()
+    }
     assert rec["duplicate_kind"] == "excerpt" and rec["cluster"] == some.cluster
     assert r.sismember(PREFIX + "cluster:" + some.cluster, some.duplicate_of)
 
@@ -114,8 +117,10 @@ def test_index_memory_per_article_stays_under_a_kilobyte(ctx, r):
     after = r.info("memory")["used_memory"]
     mem = ctx.index.memory(r)
     per_article = mem["bytes"] / len(docs)
-    print(f"\nindex: {mem['keys']} keys, {per_article:.0f} B/article (MEMORY USAGE), "
-          f"{(after - before) / len(docs):.0f} B/article (used_memory delta)")
+    print(
+        f"\nindex: {mem['keys']} keys, {per_article:.0f} B/article (MEMORY USAGE), "
+        f"{(after - before) / len(docs):.0f} B/article (used_memory delta)"
+    )
     assert mem["articles"] == len(docs)
     assert per_article <= 1024
     # buckets stay short strings: linear hashing split them as the index grew
@@ -138,7 +143,7 @@ def test_window_prunes_the_index_but_keeps_records(ctx, r):
     for _ in range(1000):
         pipe = ctx.redis.pipeline(transaction=False)
         ctx.index.prune(pipe, recent_time)
-        chunks, dropped = pipe.execute()[0]
+        chunks, _dropped = pipe.execute()[0]
         if not chunks and int(r.hget(PREFIX + "dedup:meta", "sweep") or 0) == 0:
             break
     left = ctx.index.memory(r)["bytes"]
@@ -158,8 +163,8 @@ def test_window_prunes_the_index_but_keeps_records(ctx, r):
 
 
 def test_the_window_setting_applies(r, service_env):
-    from workers.context import Context
-    from workers.settings import Settings
+    from feedsift.workers.context import Context
+    from feedsift.workers.settings import Settings
 
     ctx = Context(Settings.from_env({**service_env, "FEEDSIFT_DEDUP_WINDOW_DAYS": "2"}))
     assert ctx.index.window == 2 * DAY
@@ -171,17 +176,28 @@ def test_the_window_setting_applies(r, service_env):
 
 # -- through the workers --------------------------------------------------------------
 def _ids_by_guid():
-    from workers.feeds import parse
+    from feedsift.workers.feeds import parse
 
     out = {}
     for name in ("global-wire.atom", "pitchside.rdf", "steppe-herald.xml"):
-        for a in parse((EXAMPLES / name).read_bytes(), "x", "http://127.0.0.1/" + name, time.time(), 1000, 100_000).articles:
+        for a in parse(
+            (EXAMPLES / name).read_bytes(), "x", "http://127.0.0.1/" + name, time.time(), 1000, 100_000
+        ).articles:
             out[(name, a["guid"])] = a["id"]
     return out
 
 
 def _article(i: str, text: str, published: float) -> dict:
-    return {"id": i, "feed": "f", "url": "", "guid": i, "title": i, "published": published, "text": text, "content_hash": th(text)}
+    return {
+        "id": i,
+        "feed": "f",
+        "url": "",
+        "guid": i,
+        "title": i,
+        "published": published,
+        "text": text,
+        "content_hash": th(text),
+    }
 
 
 def _wait_stored(ctx, ids):
@@ -190,8 +206,10 @@ def _wait_stored(ctx, ids):
 
 def test_example_feeds_duplicates_and_the_cli(ctx, r, worker, feed_server, capsys):
     tag = uuid.uuid4().hex[:8]
-    urls = [feed_server.add(f"/{tag}/{n}", (EXAMPLES / n).read_bytes(), headers={"Content-Type": "application/xml"})
-            for n in ("global-wire.atom", "pitchside.rdf", "steppe-herald.xml")]
+    urls = [
+        feed_server.add(f"/{tag}/{n}", (EXAMPLES / n).read_bytes(), headers={"Content-Type": "application/xml"})
+        for n in ("global-wire.atom", "pitchside.rdf", "steppe-herald.xml")
+    ]
     for url in urls:
         app.send_task("feedsift.fetch_feed", args=[url])
     ids = _ids_by_guid()
@@ -204,7 +222,10 @@ def test_example_feeds_duplicates_and_the_cli(ctx, r, worker, feed_server, capsy
         dup, other = (ra, b) if ra["duplicate_of"] else (rb, a)
         assert dup["duplicate_of"] == other and dup["duplicate_kind"] == d["kind"], (d, dup["duplicate_kind"])
         pairs.add(frozenset((a, b)))
-    flagged = {frozenset((m.decode(), ctx.store.article(m.decode())["duplicate_of"])) for m in r.zrange(PREFIX + "duplicates", 0, -1)}
+    flagged = {
+        frozenset((m.decode(), ctx.store.article(m.decode())["duplicate_of"]))
+        for m in r.zrange(PREFIX + "duplicates", 0, -1)
+    }
     assert flagged == pairs
 
     assert cli(["duplicates", "--json"]) == 0

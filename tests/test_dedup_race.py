@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
+from feedsift.workers.app import app
 from tests.harness import clean, wait_for
-from workers.app import app
 
 PREFIX = "fstest:"
 VOCAB = [f"w{i}" for i in range(20000)]
@@ -18,8 +18,16 @@ PAIRS, SINGLES, BATCH = 1000, 3000, 50
 
 
 def article(aid: str, text: str, published: float) -> dict:
-    return {"id": aid, "feed": "race", "url": "", "guid": aid, "title": aid, "published": published, "text": text,
-            "content_hash": hashlib.blake2b(text.encode(), digest_size=8).hexdigest()}
+    return {
+        "id": aid,
+        "feed": "race",
+        "url": "",
+        "guid": aid,
+        "title": aid,
+        "published": published,
+        "text": text,
+        "content_hash": hashlib.blake2b(text.encode(), digest_size=8).hexdigest(),
+    }
 
 
 def batches() -> tuple[list[list[dict]], set[frozenset]]:
@@ -74,7 +82,7 @@ def check_clusters(r) -> int:
     """Every cluster has exactly one canonical: its id, the only member not pointing elsewhere."""
     n = 0
     for key in r.scan_iter(match=PREFIX + "cluster:*", count=1000):
-        root = key.decode()[len(PREFIX + "cluster:"):]
+        root = key.decode()[len(PREFIX + "cluster:") :]
         members = [m.decode() for m in r.smembers(key)]
         heads = [m for m in members if not r.hget(f"{PREFIX}article:{m}", "duplicate_of")]
         assert heads == [root], (root, members, heads)

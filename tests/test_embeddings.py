@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from models import embeddings
-from models.topics import VECTOR_TERM, TopicModel, labels, tokens
+from feedsift.models import embeddings
+from feedsift.models.topics import VECTOR_TERM, TopicModel, labels, tokens
 from tests.test_topics_unit import NONE, SPORT, rows
 
 VECTORS = embeddings.NAME
@@ -50,8 +50,10 @@ def test_another_table_behind_the_same_cache():
 
 def test_vectors_place_unseen_words_by_meaning():
     wv = embeddings.word_vectors()
-    baseball, football, treaty = embed(wv, ["pitcher inning homer shortstop", "striker goalkeeper penalty midfielder",
-                                            "ambassador treaty embassy envoy"])
+    baseball, football, treaty = embed(
+        wv,
+        ["pitcher inning homer shortstop", "striker goalkeeper penalty midfielder", "ambassador treaty embassy envoy"],
+    )
     assert cosine(baseball, football) > cosine(baseball, treaty) + 0.1
 
 

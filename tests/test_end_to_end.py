@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
+from feedsift.workers.app import app
+from feedsift.workers.feeds import feed_id, parse
 from tests.harness import EXAMPLES, wait_for
-from workers.app import app
-from workers.feeds import feed_id, parse
 
 EXPECTED = json.loads((EXAMPLES / "EXPECTED.json").read_text())
 FILES = sorted({a["feed"] for a in EXPECTED["articles"]})
@@ -42,8 +42,15 @@ def finished(ctx, job: str, feeds: int):
 @pytest.fixture
 def served(feed_server):
     tag = uuid.uuid4().hex[:8]
-    return [feed_server.add(f"/{tag}/{name}", (EXAMPLES / name).read_bytes(), etag=f'"{tag}-{name}"',
-                            headers={"Content-Type": "application/xml"}) for name in FILES]
+    return [
+        feed_server.add(
+            f"/{tag}/{name}",
+            (EXAMPLES / name).read_bytes(),
+            etag=f'"{tag}-{name}"',
+            headers={"Content-Type": "application/xml"},
+        )
+        for name in FILES
+    ]
 
 
 def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_server):
@@ -58,7 +65,19 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
         record = ctx.store.article(aid)
         assert record["guid"] == guid
         assert record["feed"] == feed_id(served[FILES.index(name)])
-        for field in ("id", "url", "title", "published", "summary", "topics", "scores", "duplicate_of", "similarity", "model", "processed_at"):
+        for field in (
+            "id",
+            "url",
+            "title",
+            "published",
+            "summary",
+            "topics",
+            "scores",
+            "duplicate_of",
+            "similarity",
+            "model",
+            "processed_at",
+        ):
             assert field in record, field
         assert record["published"].endswith("Z") and len(record["summary"]) <= 300
         assert set(json.loads(record["scores"])) == {"diplomacy", "sport", "politics"}
@@ -92,7 +111,9 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
     a, b = (ids[(d["feed"], d["guid"])] for d in EXPECTED["distinct_same_subject"])
     assert ctx.store.article(a)["duplicate_of"] not in (b,) and ctx.store.article(b)["duplicate_of"] not in (a,)
     flagged = {m.decode() for m in r.zrange("fstest:duplicates", 0, -1)}
-    in_pairs = {ids[(p[side]["feed"], p[side]["guid"])] for p in EXPECTED["duplicates"] for side in ("copy", "original")}
+    in_pairs = {
+        ids[(p[side]["feed"], p[side]["guid"])] for p in EXPECTED["duplicates"] for side in ("copy", "original")
+    }
     assert flagged <= in_pairs and len(flagged) >= 3
 
     # feed state

@@ -16,16 +16,34 @@ import pytest
 import redis
 from celery import Celery
 
+from feedsift.models.minhash import MinHasher
+from feedsift.workers.app import app
+from feedsift.workers.embedded import EmbeddedRedis
+from feedsift.workers.keys import Keys
+from feedsift.workers.store import Store
 from tests.conftest import PREFIX
 from tests.harness import ROOT, Worker, job_finished, send_job, wait_for
-from models.minhash import MinHasher
-from workers.app import app
-from workers.embedded import EmbeddedRedis
-from workers.keys import Keys
-from workers.store import Store
 
-WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "po", "ra", "se", "tu", "vi", "ze", "bo", "du", "fe", "gi", "hu")
-         for b in ("rant", "mel", "dosk", "pith", "quor", "lant", "veb", "stro", "nix", "gum", "tael", "brip", "cosh", "drel")]
+WORDS = [
+    f"{a}{b}"
+    for a in ("ka", "lo", "mi", "nu", "po", "ra", "se", "tu", "vi", "ze", "bo", "du", "fe", "gi", "hu")
+    for b in (
+        "rant",
+        "mel",
+        "dosk",
+        "pith",
+        "quor",
+        "lant",
+        "veb",
+        "stro",
+        "nix",
+        "gum",
+        "tael",
+        "brip",
+        "cosh",
+        "drel",
+    )
+]
 
 
 def feeds(n_feeds: int, per_feed: int, seed: int) -> list[tuple[str, bytes, list[str]]]:
@@ -36,17 +54,24 @@ def feeds(n_feeds: int, per_feed: int, seed: int) -> list[tuple[str, bytes, list
         for i in range(per_feed):
             guid = f"{tag}-{f}-{i}"
             text = " ".join(rng.choice(WORDS) for _ in range(60))
-            items.append(f"<item><title>{rng.choice(WORDS)} {rng.choice(WORDS)} {i}</title><guid>{guid}</guid>"
-                         f"<pubDate>Mon, 0{1 + i % 9} Jun 2026 10:{i % 60:02d}:00 GMT</pubDate><description>{text}</description></item>")
+            items.append(
+                f"<item><title>{rng.choice(WORDS)} {rng.choice(WORDS)} {i}</title><guid>{guid}</guid>"
+                f"<pubDate>Mon, 0{1 + i % 9} Jun 2026 10:{i % 60:02d}:00 GMT</pubDate><description>{text}</description></item>"
+            )
             guids.append(guid)
-        doc = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {f}</title>'
-               f"<link>http://f{f}-{tag}.example/</link>{''.join(items)}</channel></rss>").encode()
+        doc = (
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {f}</title>'
+            f"<link>http://f{f}-{tag}.example/</link>{''.join(items)}</channel></rss>"
+        ).encode()
         out.append((f"upload:{tag}:{f}", doc, guids))
     return out
 
 
 def ingest_calls(docs) -> list[tuple[str, list, dict]]:
-    return [("feedsift.ingest_feed", [base64.b64encode(doc).decode(), source], {"encoding": "base64"}) for source, doc, _ in docs]
+    return [
+        ("feedsift.ingest_feed", [base64.b64encode(doc).decode(), source], {"encoding": "base64"})
+        for source, doc, _ in docs
+    ]
 
 
 def assert_stored_exactly_once(client: redis.Redis, keys: Keys, expected: int) -> None:
@@ -142,7 +167,14 @@ def test_redis_restart_loses_nothing_and_workers_reconnect(service_env, tmp_path
 
         # Redis goes away under a running worker: the CLI says so in one line, the worker waits and reconnects
         server.stop()
-        done = subprocess.run([sys.executable, "-m", "workers.cli", "feeds"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "feedsift.workers.cli", "feeds"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 3 and len(lines) == 1 and lines[0].startswith(f"cannot reach Redis at {server.url}")
         time.sleep(3)
@@ -164,8 +196,16 @@ def test_redis_restart_loses_nothing_and_workers_reconnect(service_env, tmp_path
 @pytest.mark.slow
 def test_poison_batches_dead_lettered_after_bounded_attempts(ctx, r, start_worker):
     w = start_worker(concurrency=2, env={"FEEDSIFT_PROCESS_ATTEMPTS": "3"})
-    poison_article = {"id": "p0150n", "feed": "poisonfeed", "url": "", "guid": "g", "title": "t", "text": "x",
-                      "content_hash": "h", "published": "yesterday"}  # not a number: fails on every attempt
+    poison_article = {
+        "id": "p0150n",
+        "feed": "poisonfeed",
+        "url": "",
+        "guid": "g",
+        "title": "t",
+        "text": "x",
+        "content_hash": "h",
+        "published": "yesterday",
+    }  # not a number: fails on every attempt
     app.send_task("feedsift.process_articles", args=[[poison_article]])
     app.send_task("feedsift.process_articles", args=[42])  # not even a list
     good = feeds(2, 30, seed=5)

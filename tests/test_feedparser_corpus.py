@@ -17,17 +17,33 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from feedsift.workers.app import app
+from feedsift.workers.feeds import feed_id
 from tests.harness import job_finished, send_job, wait_for
-from workers.app import app
-from workers.feeds import feed_id
 
 
 def corpus_dir(cache: Path) -> Path:
     version = feedparser.__version__
     target = cache / f"feedparser-{version}"
     if not (target / "tests").is_dir():
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q",
-                               f"feedparser=={version}", "-d", str(cache)], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "-q",
+                f"feedparser=={version}",
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         archives = sorted(cache.glob(f"feedparser-{version}.tar.gz"))
         if done.returncode != 0 or not archives:
             pytest.skip(f"cannot download the feedparser {version} sdist: {done.stderr.strip()[-300:]}")
@@ -45,8 +61,14 @@ def test_feedparser_corpus_never_crashes_a_worker(ctx, r, worker, request):
     root = corpus_dir(Path(request.config.cache.mkdir("feedparser-sdist")))
     files = sorted(p for p in root.rglob("*.xml") if p.is_file())
     assert len(files) > 1000
-    calls = [("feedsift.ingest_feed", [base64.b64encode(p.read_bytes()).decode(), f"fp:{p.relative_to(root)}"], {"encoding": "base64"})
-             for p in files]
+    calls = [
+        (
+            "feedsift.ingest_feed",
+            [base64.b64encode(p.read_bytes()).decode(), f"fp:{p.relative_to(root)}"],
+            {"encoding": "base64"},
+        )
+        for p in files
+    ]
     job = send_job(ctx, app, calls)
     wait_for(lambda: job_finished(ctx.store, job, len(calls)), timeout=800, interval=1, message="feedparser's corpus")
     outcome, kinds = Counter(), Counter()
@@ -55,12 +77,16 @@ def test_feedparser_corpus_never_crashes_a_worker(ctx, r, worker, request):
         status = state.get("last_status", "")
         assert status, f"{p}: no stored outcome"
         if status == "200":
-            outcome["with articles" if int(state.get("articles") or 0) else "feed read, no entry with a title or text"] += 1
+            outcome[
+                "with articles" if int(state.get("articles") or 0) else "feed read, no entry with a title or text"
+            ] += 1
         else:
             assert state.get("last_error"), p
             outcome["stored error"] += 1
             kinds[status] += 1
-    print(f"\nfeedparser {feedparser.__version__} corpus: {len(files)} XML files: {dict(outcome)}; errors by kind: {dict(kinds)}")
+    print(
+        f"\nfeedparser {feedparser.__version__} corpus: {len(files)} XML files: {dict(outcome)}; errors by kind: {dict(kinds)}"
+    )
     assert sum(outcome.values()) == len(files)
     assert kinds.get("internal", 0) == 0, "an unexpected exception while reading a feed"
     assert worker.proc.poll() is None

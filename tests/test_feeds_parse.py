@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from feedsift.workers.errors import FeedError
+from feedsift.workers.feeds import article_id, canonical_link, parse
 from tests.harness import EXAMPLES
-from workers.errors import FeedError
-from workers.feeds import article_id, canonical_link, parse
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>T</title><link>https://news.example/</link>
@@ -19,7 +19,14 @@ RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 
 
 def p(doc: bytes, **kw):
-    return parse(doc, "feed1", "https://news.example/feed", 1_700_000_000.0, kw.get("max_entries", 1000), kw.get("max_chars", 100_000))
+    return parse(
+        doc,
+        "feed1",
+        "https://news.example/feed",
+        1_700_000_000.0,
+        kw.get("max_entries", 1000),
+        kw.get("max_chars", 100_000),
+    )
 
 
 def test_articles_normalised():
@@ -27,7 +34,9 @@ def test_articles_normalised():
     assert feed.title == "T" and [a["title"] for a in feed.articles] == ["One", "Two"]  # repeated guid kept once
     one, two = feed.articles
     assert one["url"] == "https://news.example/a?id=3"
-    assert one["published"] == calendar.timegm((2026, 11, 3, 10, 0, 0)) and two["published"] == 1_700_000_000.0  # no date: fetch time
+    assert (
+        one["published"] == calendar.timegm((2026, 11, 3, 10, 0, 0)) and two["published"] == 1_700_000_000.0
+    )  # no date: fetch time
     assert one["text"] == "Body one." and one["guid"] == "g-1"
     assert one["id"] == article_id("news.example", "g-1", "", "", "")
 
@@ -35,7 +44,9 @@ def test_articles_normalised():
 def test_ids_are_stable_and_scoped_to_the_site():
     assert article_id("a.example", "1", "", "", "") == article_id("a.example", "1", "https://x", "t", "b")
     assert article_id("a.example", "1", "", "", "") != article_id("b.example", "1", "", "", "")
-    assert article_id("", "", "https://a.example/x?utm_medium=rss#c", "", "") == article_id("", "", "https://A.example/x", "", "")
+    assert article_id("", "", "https://a.example/x?utm_medium=rss#c", "", "") == article_id(
+        "", "", "https://A.example/x", "", ""
+    )
 
 
 def test_canonical_link_drops_tracking_only():
@@ -52,12 +63,18 @@ def test_article_text_is_capped():
     assert max(len(a["text"]) for a in p(doc, max_chars=1000).articles) <= 1000
 
 
-@pytest.mark.parametrize("doc, message", [
-    (b"", "empty document"),
-    (b"   \n", "empty document"),
-    (b"<!DOCTYPE html><html><body><p>Hello</p></body></html>", "HTML page"),
-    (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><rss><channel><title>&b;</title></channel></rss>', "entities"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (b"", "empty document"),
+        (b"   \n", "empty document"),
+        (b"<!DOCTYPE html><html><body><p>Hello</p></body></html>", "HTML page"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><rss><channel><title>&b;</title></channel></rss>',
+            "entities",
+        ),
+    ],
+)
 def test_unusable_documents_give_clear_errors(doc, message):
     with pytest.raises(FeedError, match=message):
         p(doc)

@@ -16,9 +16,9 @@ import zlib
 
 import pytest
 
-from workers.errors import BlockedURLError, PermanentFetchError, TransientFetchError
-from workers.fetch import check_address, fetch
-from workers.settings import Settings
+from feedsift.workers.errors import BlockedURLError, PermanentFetchError, TransientFetchError
+from feedsift.workers.fetch import check_address, fetch
+from feedsift.workers.settings import Settings
 
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://example.org/</link>
 <item><title>One</title><guid>1</guid><description>Body one.</description></item></channel></rss>"""
@@ -59,11 +59,27 @@ def port_of(feed_server) -> int:
 
 # -- refused before any connection ------------------------------------------------------
 
-@pytest.mark.parametrize("url", [
-    "file:///etc/passwd", "ftp://127.0.0.1/feed.xml", "gopher://127.0.0.1:70/_GET", "data:text/xml,<rss/>",
-    "javascript:alert(1)", "dict://127.0.0.1:11211/", "/etc/passwd", "feed.xml", "//127.0.0.1/feed", "",
-    "http:///nohost", "http://[::1", "http://example.org:99999/", "http://exa mple.org/", "http://example.org/\r\nX: y",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/feed.xml",
+        "gopher://127.0.0.1:70/_GET",
+        "data:text/xml,<rss/>",
+        "javascript:alert(1)",
+        "dict://127.0.0.1:11211/",
+        "/etc/passwd",
+        "feed.xml",
+        "//127.0.0.1/feed",
+        "",
+        "http:///nohost",
+        "http://[::1",
+        "http://example.org:99999/",
+        "http://exa mple.org/",
+        "http://example.org/\r\nX: y",
+    ],
+)
 def test_bad_schemes_and_malformed_urls_refused(url, no_connect):
     with pytest.raises(BlockedURLError):
         fetch(url, Settings(allow_private_networks=True))
@@ -71,13 +87,46 @@ def test_bad_schemes_and_malformed_urls_refused(url, no_connect):
 
 
 PRIVATE = [
-    "127.0.0.1", "127.1", "127.255.255.254", "2130706433", "0177.0.0.1", "0x7f.1", "0x7f000001", "017700000001",
-    "0.0.0.0", "0", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "192.0.0.1",
-    "198.18.0.1", "192.0.2.1", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
-    "[::1]", "[::]", "[fe80::1]", "[fc00::1]", "[fd12:3456::1]", "[ff02::1]", "[2001:db8::1]",
-    "[::ffff:127.0.0.1]", "[::ffff:169.254.169.254]", "[::ffff:10.0.0.1]", "[::ffff:0.0.0.0]", "[::127.0.0.1]",
-    "[64:ff9b::a9fe:a9fe]", "[64:ff9b::7f00:1]", "[2002:7f00:1::1]", "[2002:a9fe:a9fe::]",
-    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "[::ffff:7f00:1]",
+    "127.0.0.1",
+    "127.1",
+    "127.255.255.254",
+    "2130706433",
+    "0177.0.0.1",
+    "0x7f.1",
+    "0x7f000001",
+    "017700000001",
+    "0.0.0.0",
+    "0",
+    "10.0.0.1",
+    "172.16.5.4",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "192.0.0.1",
+    "198.18.0.1",
+    "192.0.2.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "[::1]",
+    "[::]",
+    "[fe80::1]",
+    "[fc00::1]",
+    "[fd12:3456::1]",
+    "[ff02::1]",
+    "[2001:db8::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:169.254.169.254]",
+    "[::ffff:10.0.0.1]",
+    "[::ffff:0.0.0.0]",
+    "[::127.0.0.1]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[64:ff9b::7f00:1]",
+    "[2002:7f00:1::1]",
+    "[2002:a9fe:a9fe::]",
+    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+    "[::ffff:7f00:1]",
 ]
 
 
@@ -90,7 +139,9 @@ def test_private_loopback_link_local_multicast_reserved_addresses_refused(host, 
     assert no_connect.attempts == []
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "[::]", "224.0.0.1", "[ff02::1]", "[::ffff:0.0.0.0]", "[::ffff:224.0.0.1]"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "[::]", "224.0.0.1", "[ff02::1]", "[::ffff:0.0.0.0]", "[::ffff:224.0.0.1]"]
+)
 def test_unspecified_and_multicast_refused_even_when_private_networks_allowed(host, no_connect):
     with pytest.raises(BlockedURLError):
         fetch(f"http://{host}/", Settings(allow_private_networks=True))
@@ -139,16 +190,28 @@ def test_allowed_endpoint_is_exact(feed_server, monkeypatch):
 
 # -- redirects --------------------------------------------------------------------------
 
+
 def redirect(feed_server, path: str, location: str, status: int = 302) -> str:
     return feed_server.add(path, b"", status=status, headers={"Location": location})
 
 
-@pytest.mark.parametrize("target", [
-    "http://127.0.0.1:{other}/feed.xml", "http://localhost:{other}/feed.xml", "http://[::1]:{port}/feed.xml",
-    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/feed.xml", "http://2130706433:{other}/",
-    "http://0x7f.1:{other}/", "http://[::ffff:127.0.0.1]:{port}/", "http://0.0.0.0:{port}/",
-    "file:///etc/passwd", "gopher://127.0.0.1:{port}/_x", "ftp://127.0.0.1/feed.xml",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{other}/feed.xml",
+        "http://localhost:{other}/feed.xml",
+        "http://[::1]:{port}/feed.xml",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/feed.xml",
+        "http://2130706433:{other}/",
+        "http://0x7f.1:{other}/",
+        "http://[::ffff:127.0.0.1]:{port}/",
+        "http://0.0.0.0:{port}/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:{port}/_x",
+        "ftp://127.0.0.1/feed.xml",
+    ],
+)
 def test_redirect_into_refused_target_is_refused_before_connecting(target, feed_server, monkeypatch):
     port = port_of(feed_server)
     location = target.format(port=port, other=port + 1)
@@ -174,6 +237,7 @@ def test_redirects_followed_up_to_the_cap(feed_server):
 
 
 # -- time-outs and the deadline ---------------------------------------------------------
+
 
 class RawServer:
     """A listening socket on 127.0.0.1 whose connections are answered by `handler(conn)` in a thread."""
@@ -220,6 +284,7 @@ def trickle(data: bytes, every: float):
                 return
             conn.sendall(data[i : i + 1])
         stop.wait(120)
+
     return handler
 
 
@@ -236,7 +301,7 @@ def raw_server():
         s.close()
 
 
-FAST = dict(allow_private_networks=True, connect_timeout=1.0, read_timeout=1.5, fetch_deadline=3.0)
+FAST = {"allow_private_networks": True, "connect_timeout": 1.0, "read_timeout": 1.5, "fetch_deadline": 3.0}
 
 
 def timed_fetch(url: str, **kw):
@@ -286,6 +351,7 @@ def test_connect_timeout(raw_server):
 
 # -- byte caps --------------------------------------------------------------------------
 
+
 def test_declared_length_over_the_cap_refused(feed_server):
     url = feed_server.add(f"/{uuid.uuid4().hex}/big.xml", b"x" * 5000)
     with pytest.raises(PermanentFetchError, match="larger than the limit of 4096 bytes"):
@@ -298,6 +364,7 @@ def test_endless_body_without_length_cut_at_the_cap(raw_server):
         end = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < end:
             conn.sendall(b"<x>" * 20000)
+
     server = raw_server(endless)
     with pytest.raises(PermanentFetchError, match="larger than the limit of 1048576 bytes"):
         fetch(server.url, Settings(allow_private_networks=True, max_feed_bytes=1 << 20))
@@ -307,7 +374,9 @@ def test_gzip_bomb_refused_without_expanding(feed_server):
     """About 200 KB of gzip that expands to 200 MB: refused at the 10 MB cap, memory stays near the cap."""
     bomb = gzip.compress(b"\0" * (200 << 20), compresslevel=9)
     assert len(bomb) < 1 << 20
-    url = feed_server.add(f"/{uuid.uuid4().hex}/bomb.xml", bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/xml"})
+    url = feed_server.add(
+        f"/{uuid.uuid4().hex}/bomb.xml", bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/xml"}
+    )
     settings = Settings(allow_private_networks=True)
     assert settings.max_feed_bytes == 10 * 1024 * 1024
     tracemalloc.start()
@@ -320,22 +389,28 @@ def test_gzip_bomb_refused_without_expanding(feed_server):
     assert peak < 3 * settings.max_feed_bytes, peak
 
 
-@pytest.mark.parametrize("coding,encode", [
-    ("gzip", lambda b: gzip.compress(b)),
-    ("x-gzip", lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:])),  # two gzip members
-    ("deflate", zlib.compress),
-    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
-])
+@pytest.mark.parametrize(
+    "coding,encode",
+    [
+        ("gzip", lambda b: gzip.compress(b)),
+        ("x-gzip", lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:])),  # two gzip members
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+    ],
+)
 def test_compressed_bodies_decoded(coding, encode, feed_server):
     url = feed_server.add(f"/{uuid.uuid4().hex}/z.xml", encode(RSS), headers={"Content-Encoding": coding})
     assert fetch(url, Settings(allow_private_networks=True)).body == RSS
 
 
-@pytest.mark.parametrize("coding,body,message", [
-    ("gzip", b"\x1f\x8b\x08\x00garbage-not-gzip" * 10, "corrupt gzip body"),
-    ("br", b"\x0b\x02\x80" + RSS, "unsupported Content-Encoding"),
-    ("gzip, br", RSS, "unsupported Content-Encoding"),
-])
+@pytest.mark.parametrize(
+    "coding,body,message",
+    [
+        ("gzip", b"\x1f\x8b\x08\x00garbage-not-gzip" * 10, "corrupt gzip body"),
+        ("br", b"\x0b\x02\x80" + RSS, "unsupported Content-Encoding"),
+        ("gzip, br", RSS, "unsupported Content-Encoding"),
+    ],
+)
 def test_bad_or_unknown_encodings_refused(coding, body, message, feed_server):
     url = feed_server.add(f"/{uuid.uuid4().hex}/bad.xml", body, headers={"Content-Encoding": coding})
     with pytest.raises(PermanentFetchError, match=message):
@@ -345,7 +420,13 @@ def test_bad_or_unknown_encodings_refused(coding, body, message, feed_server):
 def test_http_errors_classified(feed_server):
     s = Settings(allow_private_networks=True)
     tag = uuid.uuid4().hex
-    for status, kind in ((404, PermanentFetchError), (410, PermanentFetchError), (500, TransientFetchError), (503, TransientFetchError), (429, TransientFetchError)):
+    for status, kind in (
+        (404, PermanentFetchError),
+        (410, PermanentFetchError),
+        (500, TransientFetchError),
+        (503, TransientFetchError),
+        (429, TransientFetchError),
+    ):
         url = feed_server.add(f"/{tag}/{status}", b"no", status=status)
         with pytest.raises(kind, match=f"HTTP {status}"):
             fetch(url, s)

@@ -14,21 +14,25 @@ import uuid
 
 import pytest
 
+from feedsift.workers.app import app
+from feedsift.workers.feeds import feed_id
 from tests.harness import Listener, Worker, job_finished, send_job, wait_for
-from workers.app import app
-from workers.feeds import feed_id
 
 ENTITY_MARKER = "s3cr3t-" + uuid.uuid4().hex
 
 
 def rss(items: str, prolog: str = "", title: str = "Hostile") -> bytes:
-    return (f'<?xml version="1.0" encoding="utf-8"?>{prolog}<rss version="2.0"><channel><title>{title}</title>'
-            f"<link>http://{uuid.uuid4().hex[:10]}.hostile.example/</link>{items}</channel></rss>").encode()
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>{prolog}<rss version="2.0"><channel><title>{title}</title>'
+        f"<link>http://{uuid.uuid4().hex[:10]}.hostile.example/</link>{items}</channel></rss>"
+    ).encode()
 
 
 def item(n: int, text: str = "", title: str = "") -> str:
-    return (f"<item><title>{title or f'Story {n}'}</title><guid>h-{n}</guid><link>http://hostile.example/{n}</link>"
-            f"<description>{text or f'Body of story number {n} about nothing in particular.'}</description></item>")
+    return (
+        f"<item><title>{title or f'Story {n}'}</title><guid>h-{n}</guid><link>http://hostile.example/{n}</link>"
+        f"<description>{text or f'Body of story number {n} about nothing in particular.'}</description></item>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +50,14 @@ def listeners():
 @pytest.fixture(scope="module")
 def hostile_worker(service_env, feed_server, tmp_path_factory):
     port = feed_server.httpd.server_address[1]
-    env = {**service_env, "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "0", "FEEDSIFT_ALLOW_ENDPOINTS": f"127.0.0.1:{port}",
-           "FEEDSIFT_FETCH_RETRIES": "0", "FEEDSIFT_FETCH_DEADLINE": "4", "FEEDSIFT_READ_TIMEOUT": "2"}
+    env = {
+        **service_env,
+        "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "0",
+        "FEEDSIFT_ALLOW_ENDPOINTS": f"127.0.0.1:{port}",
+        "FEEDSIFT_FETCH_RETRIES": "0",
+        "FEEDSIFT_FETCH_DEADLINE": "4",
+        "FEEDSIFT_READ_TIMEOUT": "2",
+    }
     w = Worker(env, tmp_path_factory.mktemp("hostile"), f"hostile{uuid.uuid4().hex[:6]}").wait_ready()
     yield w
     w.stop()
@@ -101,18 +111,28 @@ def every_stored_value(r) -> bytes:
 
 # -- URLs refused before connecting ------------------------------------------------------
 
+
 def test_refused_urls_stored_and_never_connected(ctx, r, hostile_worker, listeners):
     other = listeners[0].port
     urls = {
-        "file:///etc/passwd": "scheme 'file'", "ftp://127.0.0.1/feed.xml": "scheme 'ftp'",
-        f"gopher://127.0.0.1:{other}/_GET": "scheme 'gopher'", "data:text/xml;base64,PHJzcy8+": "scheme 'data'",
-        "http://169.254.169.254/latest/meta-data/": "169.254.169.254", "http://10.1.2.3/feed.xml": "10.1.2.3",
-        "http://192.168.0.1/feed.xml": "192.168.0.1", "http://0.0.0.0/": "0.0.0.0",
-        f"http://127.0.0.1:{other}/feed.xml": "127.0.0.1", f"http://[::1]:{other}/feed.xml": "::1",
-        f"http://[::ffff:127.0.0.1]:{other}/": "127.0.0.1", f"http://2130706433:{other}/": "127.0.0.1",
-        f"http://0177.0.0.1:{other}/": "127.0.0.1", f"http://0x7f.1:{other}/": "127.0.0.1",
-        f"http://localhost:{other}/feed.xml": "localhost resolves to a refused address", "http://[fe80::1]/": "fe80::1",
-        "http://224.0.0.1/": "224.0.0.1", "http://[::]/": "::",
+        "file:///etc/passwd": "scheme 'file'",
+        "ftp://127.0.0.1/feed.xml": "scheme 'ftp'",
+        f"gopher://127.0.0.1:{other}/_GET": "scheme 'gopher'",
+        "data:text/xml;base64,PHJzcy8+": "scheme 'data'",
+        "http://169.254.169.254/latest/meta-data/": "169.254.169.254",
+        "http://10.1.2.3/feed.xml": "10.1.2.3",
+        "http://192.168.0.1/feed.xml": "192.168.0.1",
+        "http://0.0.0.0/": "0.0.0.0",
+        f"http://127.0.0.1:{other}/feed.xml": "127.0.0.1",
+        f"http://[::1]:{other}/feed.xml": "::1",
+        f"http://[::ffff:127.0.0.1]:{other}/": "127.0.0.1",
+        f"http://2130706433:{other}/": "127.0.0.1",
+        f"http://0177.0.0.1:{other}/": "127.0.0.1",
+        f"http://0x7f.1:{other}/": "127.0.0.1",
+        f"http://localhost:{other}/feed.xml": "localhost resolves to a refused address",
+        "http://[fe80::1]/": "fe80::1",
+        "http://224.0.0.1/": "224.0.0.1",
+        "http://[::]/": "::",
     }
     run(ctx, fetch_calls(urls))
     for url, words in urls.items():
@@ -122,9 +142,15 @@ def test_refused_urls_stored_and_never_connected(ctx, r, hostile_worker, listene
 
 def test_redirects_into_refused_targets_stored(ctx, r, hostile_worker, feed_server, listeners):
     other, tag = listeners[0].port, uuid.uuid4().hex
-    targets = [f"http://127.0.0.1:{other}/feed.xml", f"http://localhost:{other}/", f"http://[::1]:{other}/",
-               "http://169.254.169.254/latest/meta-data/iam/", "http://10.0.0.5/internal.xml", "file:///etc/passwd",
-               f"http://0x7f000001:{other}/"]
+    targets = [
+        f"http://127.0.0.1:{other}/feed.xml",
+        f"http://localhost:{other}/",
+        f"http://[::1]:{other}/",
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://10.0.0.5/internal.xml",
+        "file:///etc/passwd",
+        f"http://0x7f000001:{other}/",
+    ]
     urls = [feed_server.add(f"/{tag}/r{i}", b"", status=302, headers={"Location": t}) for i, t in enumerate(targets)]
     final = feed_server.add(f"/{tag}/feed.xml", rss(item(1)))
     for i in range(6):
@@ -141,17 +167,20 @@ def test_redirects_into_refused_targets_stored(ctx, r, hostile_worker, feed_serv
 
 # -- caps -------------------------------------------------------------------------------
 
+
 def test_caps_on_time_bytes_entries_and_length(ctx, r, hostile_worker, feed_server):
     tag = uuid.uuid4().hex
 
     def slow_headers(wfile):
         import time
+
         for byte in b"HTTP/1.1 200 OK\r\nX-Drip: " + b"a" * 1000:
             wfile.write(bytes([byte]))
             time.sleep(0.25)
 
     def slow_body(wfile):
         import time
+
         wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 1000000\r\n\r\n")
         for _ in range(1000):
             wfile.write(b"<")
@@ -159,6 +188,7 @@ def test_caps_on_time_bytes_entries_and_length(ctx, r, hostile_worker, feed_serv
 
     def silent(wfile):
         import time
+
         time.sleep(30)
 
     bomb = gzip.compress(b" " * (100 << 20), compresslevel=9)
@@ -173,6 +203,7 @@ def test_caps_on_time_bytes_entries_and_length(ctx, r, hostile_worker, feed_serv
         "long": feed_server.add(f"/{tag}/long.xml", rss(item(1, long_text, title="T" * 5000) + item(2))),
     }
     import time
+
     start = time.monotonic()
     run(ctx, fetch_calls(urls.values()), timeout=120)
     assert time.monotonic() - start < 60
@@ -206,8 +237,13 @@ def test_entity_attacks_are_harmless(ctx, r, hostile_worker, listeners, tmp_path
     body = item(1, "before &x; after", title="t &x;")
     docs = {
         "laughs": rss(item(1, "&l9;", title="&l9;"), prolog=f"<!DOCTYPE rss [{LAUGHS}]>"),
-        "laughs-after-padding": rss(item(1, "&l9;", title="&l9;"), prolog="<!--" + "p" * 100_000 + f"--><!DOCTYPE rss [{LAUGHS}]>"),
-        "laughs-utf16": rss(item(1, "&l9;"), prolog=f"<!DOCTYPE rss [{LAUGHS}]>").decode().replace("utf-8", "utf-16").encode("utf-16"),
+        "laughs-after-padding": rss(
+            item(1, "&l9;", title="&l9;"), prolog="<!--" + "p" * 100_000 + f"--><!DOCTYPE rss [{LAUGHS}]>"
+        ),
+        "laughs-utf16": rss(item(1, "&l9;"), prolog=f"<!DOCTYPE rss [{LAUGHS}]>")
+        .decode()
+        .replace("utf-8", "utf-16")
+        .encode("utf-16"),
         "file-entity": rss(body, prolog=f'<!DOCTYPE rss [<!ENTITY x SYSTEM "file://{secret}">]>'),
         "url-entity": rss(body, prolog=f'<!DOCTYPE rss [<!ENTITY x SYSTEM "http://127.0.0.1:{other}/x">]>'),
         "external-dtd": rss(body, prolog=f'<!DOCTYPE rss SYSTEM "file://{secret}">'),
@@ -232,7 +268,10 @@ def test_not_feeds_give_clear_errors(ctx, r, hostile_worker, feed_server):
     whole = rss("".join(item(n) for n in range(1, 4)))
     truncated = whole[: whole.index(b"<item>", whole.index(b"h-2")) + 20]  # items 1 and 2 whole, 3 cut short
     docs = {
-        "html": (b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Welcome</p></body></html>", "HTML page"),
+        "html": (
+            b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Welcome</p></body></html>",
+            "HTML page",
+        ),
         "empty": (b"", "empty document"),
         "blank": (b"   \n\t  ", "empty document"),
         "binary": (bytes(range(256)) * 40, "binary data"),
@@ -263,4 +302,3 @@ def test_not_feeds_give_clear_errors(ctx, r, hostile_worker, feed_server):
     assert state["last_status"] == "200" and state["last_error"].startswith("malformed feed")
     assert [e["kind"] for e in ctx.store.errors(count=1000) if e["feed"] == fid] == ["warning"]
     assert hostile_worker.proc.poll() is None
-

@@ -7,22 +7,29 @@ import uuid
 
 import pytest
 
+from feedsift.workers.app import app
 from tests.harness import job_finished, send_job, wait_for
 from tests.test_faults import assert_stored_exactly_once, feeds
-from workers.app import app
 
 
 @pytest.mark.slow
 def test_20000_articles_200_feeds_2_processes(ctx, r, start_worker, feed_server):
     docs = feeds(200, 100, seed=20_000)
     tag = uuid.uuid4().hex[:8]
-    urls = [feed_server.add(f"/{tag}/feed{i}.xml", doc, headers={"Content-Type": "application/rss+xml"}) for i, (_, doc, _) in enumerate(docs)]
+    urls = [
+        feed_server.add(f"/{tag}/feed{i}.xml", doc, headers={"Content-Type": "application/rss+xml"})
+        for i, (_, doc, _) in enumerate(docs)
+    ]
     start_worker(concurrency=2)
     start = time.monotonic()
     job = send_job(ctx, app, [("feedsift.fetch_feed", [u], {}) for u in urls])
-    progress = wait_for(lambda: job_finished(ctx.store, job, len(urls)), timeout=600, interval=0.5, message="20,000 articles")
+    progress = wait_for(
+        lambda: job_finished(ctx.store, job, len(urls)), timeout=600, interval=0.5, message="20,000 articles"
+    )
     took = time.monotonic() - start
-    print(f"\n20,000 articles from 200 feeds stored by 2 worker processes in {took:.1f} s ({20_000 / took:.0f} articles/s)")
+    print(
+        f"\n20,000 articles from 200 feeds stored by 2 worker processes in {took:.1f} s ({20_000 / took:.0f} articles/s)"
+    )
     assert progress["articles"] == progress["stored"] == 20_000 and progress.get("errors", 0) == 0
     assert ctx.store.errors(count=10) == []
     assert r.llen(ctx.keys.deadletter) == 0

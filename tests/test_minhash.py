@@ -11,12 +11,20 @@ import zlib
 import numpy as np
 import pytest
 
-from models.minhash import (
-    MIN_EXCERPT_SHINGLES, MemoryIndex, MinHasher, codes, compare, containment, jaccard, lsh_probability, unpack_record,
+from feedsift.models.minhash import (
+    MIN_EXCERPT_SHINGLES,
+    MemoryIndex,
+    MinHasher,
+    codes,
+    compare,
+    containment,
+    jaccard,
+    lsh_probability,
+    unpack_record,
 )
-from models.text import remember_lines, strip_furniture
+from feedsift.models.text import remember_lines, strip_furniture
+from feedsift.workers.feeds import parse
 from tests.harness import ROOT
-from workers.feeds import parse
 
 H = MinHasher()
 VOCAB = [f"w{i}" for i in range(3000)]
@@ -39,7 +47,7 @@ def test_codes_keep_order_and_resolution():
     cx = codes(x).astype(np.int64)
     assert np.all(np.diff(cx) >= 0)
     # two distinct values share a code only when within 1/2048 of each other
-    same = (np.diff(cx) == 0)
+    same = np.diff(cx) == 0
     assert np.all(np.diff(x.astype(np.float64))[same] <= x[1:][same] / 2048 + 1)
 
 
@@ -52,10 +60,18 @@ def test_normalisation_makes_copies_equal():
 
 def test_signatures_are_the_same_in_another_process():
     text = "Kazakhstan and Uzbekistan sign a water-sharing accord on the Syr Darya river after talks"
-    code = ("from models.minhash import MinHasher; import sys; "
-            f"sys.stdout.write(MinHasher().signature({text!r}).tobytes().hex())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}, check=True).stdout
+    code = (
+        "from feedsift.models.minhash import MinHasher; import sys; "
+        f"sys.stdout.write(MinHasher().signature({text!r}).tobytes().hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+        check=True,
+    ).stdout
     assert out == H.signature(text).tobytes().hex()
 
 
@@ -67,7 +83,10 @@ def test_compare_kinds():
     excerpt = " ".join(words[:45])
     other = story(rng, 300)
     rec = lambda i, t: H.record(th(i), th(hash(t) & 0xFFFFFFFF), H.sketch(t))  # noqa: E731
-    assert compare(rec(1, full), H.record(th(2), th(hash(full) & 0xFFFFFFFF), H.sketch(full)), 0.8, 0.85) == ("exact", 1.0)
+    assert compare(rec(1, full), H.record(th(2), th(hash(full) & 0xFFFFFFFF), H.sketch(full)), 0.8, 0.85) == (
+        "exact",
+        1.0,
+    )
     kind, sim = compare(rec(3, edited), rec(1, full), 0.8, 0.85)
     assert kind == "near" and sim >= 0.8
     for a, b in ((excerpt, full), (full, excerpt)):
@@ -84,7 +103,7 @@ def test_containment_estimate_is_close():
         sa = {zlib.crc32(b"%d" % i) for i in range(a)}
         sb = {zlib.crc32(b"%d" % i) for i in range(a - x, a - x + b)}
         est = []
-        for t in range(30):
+        for _t in range(30):
             h = MinHasher(seed=int(rng.integers(1 << 30)))
             ca = codes(h._minimums(np.array(sorted(sa), dtype=np.uint64), h.num_perm)).astype(int)
             cb = codes(h._minimums(np.array(sorted(sb), dtype=np.uint64), h.num_perm)).astype(int)
@@ -143,7 +162,9 @@ PODCAST = "Listen to our Morning Briefing podcast every weekday."
 
 
 def rss(items: list[tuple[str, str]]) -> bytes:
-    body = "".join(f"<item><title>{t}</title><guid>g-{t}</guid><description><![CDATA[{d}]]></description></item>" for t, d in items)
+    body = "".join(
+        f"<item><title>{t}</title><guid>g-{t}</guid><description><![CDATA[{d}]]></description></item>" for t, d in items
+    )
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://s.example/</link>{body}</channel></rss>'.encode()
 
 
@@ -156,7 +177,9 @@ def test_feed_boilerplate_is_remembered_across_polls():
     later = [("story 9", f"<p>Story number 9 is new.</p><p>{PODCAST}</p>")]
     alone = parse(rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000)
     assert PODCAST in alone.articles[0]["text"]
-    again = parse(rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000, known_boilerplate=frozenset(known))
+    again = parse(
+        rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000, known_boilerplate=frozenset(known)
+    )
     assert again.articles[0]["text"] == "Story number 9 is new."
 
 

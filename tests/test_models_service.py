@@ -13,28 +13,47 @@ import uuid
 
 import pytest
 
-from models.topics import VECTOR_TERM, TopicModel
-from models.training import train
+from feedsift.models.topics import VECTOR_TERM, TopicModel
+from feedsift.models.training import train
+from feedsift.workers import registry
+from feedsift.workers.app import app
+from feedsift.workers.context import bundled_model_path
 from tests.harness import ROOT, wait_for
 from tests.test_topics_unit import rows as toy_rows
-from workers import registry
-from workers.app import app
-from workers.context import bundled_model_path
 
-SPORT_TEXT = ("The striker scored twice in the cup final as the club won the league title; "
-              "the coach praised the goalkeeper after the match.")
+SPORT_TEXT = (
+    "The striker scored twice in the cup final as the club won the league title; "
+    "the coach praised the goalkeeper after the match."
+)
 
 
 def feedsift(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "feedsift.workers.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def process(r, n: int = 2) -> list[dict]:
     """Sends one batch of fresh articles to the process queue and waits until all are stored."""
     tag = uuid.uuid4().hex[:10]
-    batch = [{"id": f"m{tag}{i}", "feed": "fmodels", "url": f"http://example.org/{tag}/{i}", "guid": f"{tag}-{i}",
-              "title": f"Cup final report {i}", "published": time.time(), "text": SPORT_TEXT, "content_hash": f"{tag}{i}"}
-             for i in range(n)]
+    batch = [
+        {
+            "id": f"m{tag}{i}",
+            "feed": "fmodels",
+            "url": f"http://example.org/{tag}/{i}",
+            "guid": f"{tag}-{i}",
+            "title": f"Cup final report {i}",
+            "published": time.time(),
+            "text": SPORT_TEXT,
+            "content_hash": f"{tag}{i}",
+        }
+        for i in range(n)
+    ]
     app.send_task("feedsift.process_articles", args=[batch])
     keys = [f"fstest:article:{a['id']}" for a in batch]
     wait_for(lambda: all(r.hget(k, "model") for k in keys), timeout=90, message="the batch to be stored")
@@ -90,15 +109,20 @@ def test_train_publish_switch_without_restart_and_roll_back(service_env, r, star
     sport = why["topics"]["sport"]
     assert sport["probability"] == pytest.approx(json.loads(after[0]["scores"])["sport"], abs=1e-3)
     text_words = set(SPORT_TEXT.lower().replace(";", " ").replace(",", " ").replace(".", " ").split())
-    assert sport["up"] and all(set(term.split()) <= text_words | {"cup", "final", "report", "0", "1"}
-                               for term, _ in sport["up"] if term != VECTOR_TERM)
+    assert sport["up"] and all(
+        set(term.split()) <= text_words | {"cup", "final", "report", "0", "1"}
+        for term, _ in sport["up"]
+        if term != VECTOR_TERM
+    )
     shown = feedsift(service_env, "explain", after[0]["id"])
     assert shown.returncode == 0 and sport["up"][0][0] in shown.stdout
 
 
 def test_train_with_starter_reports_the_users_own_figures_and_out_does_not_publish(service_env, r, user_data, tmp_path):
     target = tmp_path / "mine.npz"
-    done = feedsift(service_env, "train", "--data", str(user_data), "--with-starter", "--eval", str(user_data), "--out", str(target))
+    done = feedsift(
+        service_env, "train", "--data", str(user_data), "--with-starter", "--eval", str(user_data), "--out", str(target)
+    )
     assert done.returncode == 0, done.stderr
     assert r.get("fstest:model:current") is None and not r.exists("fstest:model:versions")
     model = TopicModel.load(target)

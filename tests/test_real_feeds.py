@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from feedsift.workers.app import app
+from feedsift.workers.feeds import feed_id
 from tests.harness import job_finished, send_job, wait_for
-from workers.app import app
-from workers.feeds import feed_id
 
 
 def real_feed_files(root: Path) -> list[Path]:
@@ -24,7 +24,9 @@ def real_feed_files(root: Path) -> list[Path]:
             continue
         if path.suffix in (".xml", ".rss", ".atom"):
             out.append(path)
-        elif path.suffix == ".json" and "jsonfeed" in path.parent.name and not path.name.endswith(".serde.json"):  # JSON Feed documents, not expected outputs
+        elif (
+            path.suffix == ".json" and "jsonfeed" in path.parent.name and not path.name.endswith(".serde.json")
+        ):  # JSON Feed documents, not expected outputs
             out.append(path)
     return out
 
@@ -36,8 +38,14 @@ def test_real_feeds_ingest(ctx, r, worker, shared_data):
         pytest.skip(f"no real feeds at {root}")
     files = real_feed_files(root)
     assert len(files) > 50
-    calls = [("feedsift.ingest_feed", [base64.b64encode(p.read_bytes()).decode(), f"real:{p.relative_to(root)}"], {"encoding": "base64"})
-             for p in files]
+    calls = [
+        (
+            "feedsift.ingest_feed",
+            [base64.b64encode(p.read_bytes()).decode(), f"real:{p.relative_to(root)}"],
+            {"encoding": "base64"},
+        )
+        for p in files
+    ]
     job = send_job(ctx, app, calls)
     wait_for(lambda: job_finished(ctx.store, job, len(calls)), timeout=240, interval=0.5, message="the real feeds")
     rows, empty, failed = [], [], []
@@ -61,7 +69,9 @@ def test_real_feeds_ingest(ctx, r, worker, shared_data):
     for name, count, status, error in rows:
         print(f"{name:<70} {count:>8}  {status:<6}  {error}")
     with_articles = sum(1 for _, c, _, _ in rows if c)
-    print(f"{len(rows)} files: {with_articles} with articles, {len(failed)} with a stored error, {len(empty)} valid but empty")
+    print(
+        f"{len(rows)} files: {with_articles} with articles, {len(failed)} with a stored error, {len(empty)} valid but empty"
+    )
     for p in files:  # the JSON Feeds and the HTML page are refused with a clear reason
         if p.suffix == ".json":
             assert "JSON Feed is not supported" in ctx.store.feed(feed_id(f"real:{p.relative_to(root)}"))["last_error"]

@@ -14,11 +14,11 @@ import signal
 
 import pytest
 
+from feedsift.workers import redelivery
+from feedsift.workers.app import app
 from tests.conftest import PREFIX
 from tests.harness import job_finished, send_job, wait_for
 from tests.test_faults import assert_stored_exactly_once, feeds, ingest_calls
-from workers import redelivery
-from workers.app import app
 
 FETCH = PREFIX + "queue:fetch"
 PROCESS = PREFIX + "queue:process"

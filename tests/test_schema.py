@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.keys import SCHEMA, Keys
-from workers.settings import Settings
+from feedsift.workers.keys import SCHEMA, Keys
+from feedsift.workers.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -29,7 +29,9 @@ def test_keys_follow_the_prefix():
 
 
 def test_settings_from_environment():
-    s = Settings.from_env({"FEEDSIFT_BATCH_SIZE": "7", "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "yes", "FEEDSIFT_PREFIX": "p:", "OTHER": "1"})
+    s = Settings.from_env(
+        {"FEEDSIFT_BATCH_SIZE": "7", "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "yes", "FEEDSIFT_PREFIX": "p:", "OTHER": "1"}
+    )
     assert (s.batch_size, s.allow_private_networks, s.prefix, s.max_redirects) == (7, True, "p:", 5)
 
 

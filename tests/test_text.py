@@ -1,4 +1,4 @@
-from models.text import html_to_text, normalise, recurring_lines, strip_furniture, summary, words
+from feedsift.models.text import html_to_text, normalise, recurring_lines, strip_furniture, summary, words
 
 
 def test_html_to_text_keeps_paragraphs_and_drops_scripts():
@@ -7,7 +7,7 @@ def test_html_to_text_keeps_paragraphs_and_drops_scripts():
 
 
 def test_normalise_folds_typography():
-    assert normalise("\u201cQuoted\u201d \u2014 it\u2019s\u00a0here\u2026") == "\"Quoted\" - it's here..."
+    assert normalise("\u201cQuoted\u201d \u2014 it\u2019s\u00a0here\u2026") == '"Quoted" - it\'s here...'
 
 
 def test_wordpress_footer_and_ellipsis_removed():

@@ -7,10 +7,23 @@ import json
 import numpy as np
 import pytest
 
-from models.select_model import _renumber, corpus_report
-from models.topics import TOPICS, TopicModel, labels
-from models.training import (HELD_OUT_PERCENT, corpus, counts_by, deduplicate, evaluate, held_out, lead, length_bucket,
-                             split, starter_rows, train, validate, views)
+from feedsift.models.select_model import _renumber, corpus_report
+from feedsift.models.topics import TOPICS, TopicModel, labels
+from feedsift.models.training import (
+    HELD_OUT_PERCENT,
+    corpus,
+    counts_by,
+    deduplicate,
+    evaluate,
+    held_out,
+    lead,
+    length_bucket,
+    split,
+    starter_rows,
+    train,
+    validate,
+    views,
+)
 from tests.test_topics_unit import rows as toy_rows
 
 LONG = ("The foreign ministers met in Geneva on Monday. They agreed to resume talks on the border. " * 8).strip()
@@ -21,10 +34,12 @@ def row(i, title, text, d=0, s=0, p=0):
 
 
 def test_deduplicate_drops_exact_and_near_copies_only():
-    base = ("the central bank raised interest rates by a quarter point on thursday citing persistent inflation in services "
-            "and a labour market that has stayed tighter than its economists expected at the start of the year while "
-            "mortgage lenders said they would pass the increase on to borrowers within days and several large banks "
-            "announced higher savings rates the governor told reporters the committee would watch wage data closely")
+    base = (
+        "the central bank raised interest rates by a quarter point on thursday citing persistent inflation in services "
+        "and a labour market that has stayed tighter than its economists expected at the start of the year while "
+        "mortgage lenders said they would pass the increase on to borrowers within days and several large banks "
+        "announced higher savings rates the governor told reporters the committee would watch wage data closely"
+    )
     rows = [
         row(1, "Rates up", base),
         row(2, "Rates up", base),  # exact copy
@@ -81,13 +96,19 @@ def test_renumber_keeps_every_row_and_makes_ids_unique():
 
 
 def test_corpus_fix_renumbers_and_dedupes_files(tmp_path, capsys):
-    a = [row(1, "A match", "the home side won the match two nil in front of a full stadium", s=1),
-         row(2, "Vote", "parliament voted on the budget after a long debate in the chamber", p=1)]
-    b = [row(1, "Other match", "a late goal settled the derby and lifted the club to third place in the table", s=1),
-         row(3, "Vote", "parliament voted on the budget after a long debate in the chamber", p=1)]
+    a = [
+        row(1, "A match", "the home side won the match two nil in front of a full stadium", s=1),
+        row(2, "Vote", "parliament voted on the budget after a long debate in the chamber", p=1),
+    ]
+    b = [
+        row(1, "Other match", "a late goal settled the derby and lifted the club to third place in the table", s=1),
+        row(3, "Vote", "parliament voted on the budget after a long debate in the chamber", p=1),
+    ]
     for name, rows in (("a.jsonl", a), ("b.jsonl", b)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "b.jsonl").write_text((tmp_path / "b.jsonl").read_text() + json.dumps(row(1, "Dup id", "text about tennis", s=1)) + "\n")
+    (tmp_path / "b.jsonl").write_text(
+        (tmp_path / "b.jsonl").read_text() + json.dumps(row(1, "Dup id", "text about tennis", s=1)) + "\n"
+    )
     assert corpus_report(True, tmp_path) == 0
     out = [json.loads(line) for name in ("a.jsonl", "b.jsonl") for line in (tmp_path / name).read_text().splitlines()]
     assert len(out) == 4  # the copied vote dropped, nothing else
@@ -134,7 +155,7 @@ def test_starter_corpus_is_clean():
 
 
 def test_bundled_artifact_is_small_current_and_scored_on_the_held_out_part():
-    from workers.context import bundled_model_path
+    from feedsift.workers.context import bundled_model_path
 
     path = bundled_model_path()
     assert path.stat().st_size < 20 * 2**20

@@ -6,27 +6,55 @@ import json
 import numpy as np
 import pytest
 
-from models.topics import TopicModel, best_threshold, fold_splits, labels, scores
+from feedsift.models.topics import TopicModel, best_threshold, fold_splits, labels, scores
 
-SPORT = ["striker scores twice as club wins league title", "tennis champion wins final in straight sets",
-         "coach sacked after cup defeat", "sprinter breaks world record at athletics meeting",
-         "goalkeeper saves penalty in derby match", "cyclist wins mountain stage of the tour"]
-POLITICS = ["parliament passes budget after long debate", "opposition party wins regional election",
-            "prime minister reshuffles cabinet amid scandal", "senate rejects tax bill in close vote",
-            "minister resigns over housing policy row", "voters go to the polls in local elections"]
-DIPLOMACY = ["foreign ministers sign trade treaty at summit", "ambassador summoned over border dispute",
-             "security council adopts resolution on ceasefire talks", "envoy opens embassy after normalisation deal",
-             "leaders hold summit to ease sanctions", "peace talks resume with mediators in geneva"]
-NONE = ["shares fall as oil prices climb", "storm floods coastal towns", "new phone chip doubles battery life",
-        "museum opens exhibition of ancient pottery", "police arrest suspects in bank robbery", "scientists map deep sea vents"]
+SPORT = [
+    "striker scores twice as club wins league title",
+    "tennis champion wins final in straight sets",
+    "coach sacked after cup defeat",
+    "sprinter breaks world record at athletics meeting",
+    "goalkeeper saves penalty in derby match",
+    "cyclist wins mountain stage of the tour",
+]
+POLITICS = [
+    "parliament passes budget after long debate",
+    "opposition party wins regional election",
+    "prime minister reshuffles cabinet amid scandal",
+    "senate rejects tax bill in close vote",
+    "minister resigns over housing policy row",
+    "voters go to the polls in local elections",
+]
+DIPLOMACY = [
+    "foreign ministers sign trade treaty at summit",
+    "ambassador summoned over border dispute",
+    "security council adopts resolution on ceasefire talks",
+    "envoy opens embassy after normalisation deal",
+    "leaders hold summit to ease sanctions",
+    "peace talks resume with mediators in geneva",
+]
+NONE = [
+    "shares fall as oil prices climb",
+    "storm floods coastal towns",
+    "new phone chip doubles battery life",
+    "museum opens exhibition of ancient pottery",
+    "police arrest suspects in bank robbery",
+    "scientists map deep sea vents",
+]
 
 
 def rows():
     out = []
     for topic, texts in (("sport", SPORT), ("politics", POLITICS), ("diplomacy", DIPLOMACY), (None, NONE)):
         for i, t in enumerate(texts * 2):
-            out.append({"title": t.split()[0].title() + f" story {i}", "text": t,
-                        "diplomacy": int(topic == "diplomacy"), "sport": int(topic == "sport"), "politics": int(topic == "politics")})
+            out.append(
+                {
+                    "title": t.split()[0].title() + f" story {i}",
+                    "text": t,
+                    "diplomacy": int(topic == "diplomacy"),
+                    "sport": int(topic == "sport"),
+                    "politics": int(topic == "politics"),
+                }
+            )
     return out
 
 
@@ -38,8 +66,12 @@ def model():
 
 
 def test_learns_each_topic(model):
-    docs = [model.document("", "the striker scored in the cup final"), model.document("", "the senate passed the bill after debate"),
-            model.document("", "the ambassador attended the summit on sanctions"), model.document("", "oil prices and shares fell")]
+    docs = [
+        model.document("", "the striker scored in the cup final"),
+        model.document("", "the senate passed the bill after debate"),
+        model.document("", "the ambassador attended the summit on sanctions"),
+        model.document("", "oil prices and shares fell"),
+    ]
     tags = model.tags(model.predict_proba(docs))
     assert tags[0] == ["sport"] and tags[1] == ["politics"] and tags[2] == ["diplomacy"] and tags[3] == []
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from workers.keys import Keys
-from workers.redelivery import Sweeper  # importing it also connects its publish and task-end hooks
-from workers.settings import get_settings
+from feedsift.workers.keys import Keys
+from feedsift.workers.redelivery import Sweeper  # importing it also connects its publish and task-end hooks
+from feedsift.workers.settings import get_settings
 
 FETCH_QUEUE = "fetch"
 PROCESS_QUEUE = "process"
@@ -40,12 +40,14 @@ def celery_config() -> dict:
         },
         "beat_schedule": {
             "poll-feeds": {"task": "feedsift.poll_feeds", "schedule": float(s.poll_interval)},
-        } if s.poll_interval > 0 else {},
+        }
+        if s.poll_interval > 0
+        else {},
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }
 
 
-app = Celery("feedsift", include=["workers.tasks"])
+app = Celery("feedsift", include=["feedsift.workers.tasks"])
 app.add_defaults(celery_config)
 app.steps["worker"].add(Sweeper)

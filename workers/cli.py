@@ -18,20 +18,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from workers.settings import get_settings
+from feedsift.workers.settings import get_settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
 def _ctx():
-    from workers.context import context
+    from feedsift.workers.context import context
 
     return context()
 
 
 def _send(name: str, args: list, kwargs: dict) -> None:
-    from workers.app import app
+    from feedsift.workers.app import app
 
     app.send_task(name, args=args, kwargs=kwargs)
 
@@ -47,7 +47,9 @@ def submit(targets: list[str], wait: bool, timeout: float) -> int:
         elif Path(target).is_file():
             data = Path(target).read_bytes()
             if len(data) > ctx.settings.max_feed_bytes:
-                err.print(f"[red]{target}: larger than FEEDSIFT_MAX_FEED_BYTES ({ctx.settings.max_feed_bytes} bytes)[/]")
+                err.print(
+                    f"[red]{target}: larger than FEEDSIFT_MAX_FEED_BYTES ({ctx.settings.max_feed_bytes} bytes)[/]"
+                )
                 return 2
             source = "file://" + str(Path(target).resolve())
             sends.append(("feedsift.ingest_feed", [base64.b64encode(data).decode(), source], {"encoding": "base64"}))
@@ -69,14 +71,22 @@ def submit(targets: list[str], wait: bool, timeout: float) -> int:
 
 def _wait(ctx, job: str, feeds: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         feed_bar = bar.add_task("feeds fetched", total=feeds)
         art_bar = bar.add_task("articles stored", total=None)
         while True:
             p = ctx.store.job_progress(job)
             bar.update(feed_bar, completed=p.get("feeds_done", 0))
-            bar.update(art_bar, completed=p["stored"], total=max(p["articles"], 1) if p.get("feeds_done", 0) >= feeds else None)
+            bar.update(
+                art_bar, completed=p["stored"], total=max(p["articles"], 1) if p.get("feeds_done", 0) >= feeds else None
+            )
             if p.get("feeds_done", 0) >= feeds and p["stored"] >= p["articles"]:
                 break
             if time.monotonic() > deadline:
@@ -109,7 +119,11 @@ def article_table(rows: list[dict]) -> Table:
     table.add_column("topics", overflow="fold", ratio=1, min_width=9)
     table.add_column("duplicate of", overflow="fold", ratio=1, min_width=16)
     for r in rows:
-        dup = f"{r['duplicate_of']} {r.get('duplicate_kind', '')} {r.get('similarity', '')}" if r.get("duplicate_of") else ""
+        dup = (
+            f"{r['duplicate_of']} {r.get('duplicate_kind', '')} {r.get('similarity', '')}"
+            if r.get("duplicate_of")
+            else ""
+        )
         table.add_row(r.get("id", ""), r.get("published", "")[:10], r.get("title", ""), r.get("topics", "") or "-", dup)
     return table
 
@@ -143,8 +157,15 @@ def feeds(as_json: bool) -> int:
     for col in ("id", "title", "url", "stored", "last fetch", "status", "error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["id"], r.get("title", ""), r.get("url", ""), r["articles"], r.get("last_fetch", ""),
-                      r.get("last_status", ""), r.get("last_error", "")[:80])
+        table.add_row(
+            r["id"],
+            r.get("title", ""),
+            r.get("url", ""),
+            r["articles"],
+            r.get("last_fetch", ""),
+            r.get("last_status", ""),
+            r.get("last_error", "")[:80],
+        )
     console.print(table)
     return 0
 
@@ -185,9 +206,11 @@ def train(data: str | None, with_starter: bool, out: str | None, eval_path: str 
     """Without --data: rebuilds the bundled model from the starter corpus (training part; scored on the held-out part).
     With --data: trains on the user's rows (plus the whole starter corpus with --with-starter) and publishes the
     version to Redis as current, or only saves it with --out."""
-    from models.topics import load_jsonl
-    from models.training import corpus, evaluate as score, train as fit
-    from workers.context import bundled_model_path
+    from feedsift.models.topics import load_jsonl
+    from feedsift.models.training import corpus
+    from feedsift.models.training import evaluate as score
+    from feedsift.models.training import train as fit
+    from feedsift.workers.context import bundled_model_path
 
     if not data:
         if eval_path:
@@ -208,14 +231,22 @@ def train(data: str | None, with_starter: bool, out: str | None, eval_path: str 
     if with_starter:
         train_part, held = corpus()
         rows += train_part + held
-    err.print(f"training on {len(user)} labelled articles from {data}" + (f" and {len(rows) - len(user)} corpus articles" if with_starter else "") + " …")
+    err.print(
+        f"training on {len(user)} labelled articles from {data}"
+        + (f" and {len(rows) - len(user)} corpus articles" if with_starter else "")
+        + " …"
+    )
     model = fit(rows)
-    model.meta_["data"] = f"{Path(data).name} ({len(user)} articles)" + (f" + starter corpus ({len(rows) - len(user)})" if with_starter else "")
+    model.meta_["data"] = f"{Path(data).name} ({len(user)} articles)" + (
+        f" + starter corpus ({len(rows) - len(user)})" if with_starter else ""
+    )
     _print_scores("cross-validated (out-of-fold)", model.meta_["cv"])
     if with_starter:
-        from models.topics import labels, scores
+        from feedsift.models.topics import labels, scores
 
-        model.meta_["cv_user"] = scores(labels(user, model.topics), model.oof_[: len(user)] >= model.thresholds_, model.topics)
+        model.meta_["cv_user"] = scores(
+            labels(user, model.topics), model.oof_[: len(user)] >= model.thresholds_, model.topics
+        )
         _print_scores(f"cross-validated, your {len(user)} articles only", model.meta_["cv_user"])
     if eval_path:
         model.meta_["eval"] = {"data": Path(eval_path).name, **_figures(score(model, load_jsonl(eval_path)))}
@@ -224,7 +255,7 @@ def train(data: str | None, with_starter: bool, out: str | None, eval_path: str 
         version = model.save(out)
         console.print(f"model {version} saved to {out} (not published)")
         return 0
-    from workers import registry
+    from feedsift.workers import registry
 
     ctx = _ctx()
     version = registry.publish(ctx.redis, ctx.keys, model)
@@ -238,9 +269,9 @@ def _figures(result: dict) -> dict:
 
 
 def evaluate(data: str, model_path: str | None, as_json: bool) -> int:
-    from models.topics import TopicModel, load_jsonl
-    from models.training import evaluate as score
-    from workers.context import bundled_model_path
+    from feedsift.models.topics import TopicModel, load_jsonl
+    from feedsift.models.training import evaluate as score
+    from feedsift.workers.context import bundled_model_path
 
     model = TopicModel.load(model_path or bundled_model_path())
     result = score(model, load_jsonl(data))
@@ -273,9 +304,9 @@ def evaluate(data: str, model_path: str | None, as_json: bool) -> int:
 
 def models(action: str | None, version: str | None, as_json: bool) -> int:
     """Lists published topic model versions with their figures, or (`use VERSION`) makes one current."""
-    from models.topics import TopicModel
-    from workers import registry
-    from workers.context import bundled_model_path
+    from feedsift.models.topics import TopicModel
+    from feedsift.workers import registry
+    from feedsift.workers.context import bundled_model_path
 
     ctx = _ctx()
     bundled = TopicModel.load(bundled_model_path())
@@ -301,9 +332,15 @@ def models(action: str | None, version: str | None, as_json: bool) -> int:
         meta, cv = h.get("meta", {}), h.get("meta", {}).get("cv", {})
         evaluated = meta.get("eval") or meta.get("held_out") or {}
         per_topic = "/".join(f"{cv[t]['f1']:.2f}" for t in h["topics"] if t in cv)
-        table.add_row("*" if h["current"] else "", h["version"] + (" (bundled)" if h.get("bundled") else ""),
-                      meta.get("trained_at", "")[:16], meta.get("data", ""), f"{cv.get('micro_f1', 0):.3f}", per_topic,
-                      f"{evaluated['micro_f1']:.3f}" if evaluated else "")
+        table.add_row(
+            "*" if h["current"] else "",
+            h["version"] + (" (bundled)" if h.get("bundled") else ""),
+            meta.get("trained_at", "")[:16],
+            meta.get("data", ""),
+            f"{cv.get('micro_f1', 0):.3f}",
+            per_topic,
+            f"{evaluated['micro_f1']:.3f}" if evaluated else "",
+        )
     console.print(table)
     return 0
 
@@ -322,7 +359,11 @@ def explain(article_id: str, top: int, as_json: bool) -> int:
         note = f"model {record.get('model') or '?'} that tagged it is gone; explained with the current model {model.version}"
     why = model.explain(model.document(record.get("title", ""), record.get("text", "")), top=top)
     if as_json:
-        print(json.dumps({"id": article_id, "model": model.version, "note": note, "topics": why}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"id": article_id, "model": model.version, "note": note, "topics": why}, indent=2, ensure_ascii=False
+            )
+        )
         return 0
     if note:
         err.print(f"[yellow]{note}[/]")
@@ -330,8 +371,14 @@ def explain(article_id: str, top: int, as_json: bool) -> int:
     for col in ("topic", "p", "threshold", "tag", "pushed up by", "pushed down by"):
         table.add_column(col, overflow="fold")
     for topic, v in why.items():
-        table.add_row(topic, f"{v['probability']:.3f}", f"{v['threshold']:.2f}", "yes" if v["tagged"] else "no",
-                      ", ".join(f"{t} +{w:.2f}" for t, w in v["up"]), ", ".join(f"{t} {w:.2f}" for t, w in v["down"]))
+        table.add_row(
+            topic,
+            f"{v['probability']:.3f}",
+            f"{v['threshold']:.2f}",
+            "yes" if v["tagged"] else "no",
+            ", ".join(f"{t} +{w:.2f}" for t, w in v["up"]),
+            ", ".join(f"{t} {w:.2f}" for t, w in v["down"]),
+        )
     console.print(table)
     return 0
 
@@ -350,8 +397,22 @@ def _print_scores(title: str, s: dict) -> None:
 
 def worker(queues: str, concurrency: int | None, pool: str, loglevel: str) -> int:
     """Replaces this process with a Celery worker on feedsift's queues."""
-    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", pool, "-l", loglevel,
-            "-n", f"feedsift-{os.getpid()}@%h"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "feedsift.workers.app",
+        "worker",
+        "-Q",
+        queues,
+        "-P",
+        pool,
+        "-l",
+        loglevel,
+        "-n",
+        f"feedsift-{os.getpid()}@%h",
+    ]
     if concurrency:
         args += ["-c", str(concurrency)]
     os.execv(sys.executable, args)
@@ -359,7 +420,9 @@ def worker(queues: str, concurrency: int | None, pool: str, loglevel: str) -> in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="feedsift", description="Topic tagging and near-duplicate detection for news feeds.")
+    p = argparse.ArgumentParser(
+        prog="feedsift", description="Topic tagging and near-duplicate detection for news feeds."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("submit", help="submit feed URLs or feed files")
@@ -398,8 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the topic model")
     t.add_argument("--data", help="labelled JSONL (title, text, diplomacy, sport, politics)")
     t.add_argument("--with-starter", action="store_true", help="train on the starter corpus too")
-    t.add_argument("--out", help="save the artifact here (without --data default: the bundled model; with --data: instead of publishing)")
-    t.add_argument("--eval", dest="eval_path", metavar="FILE", help="labelled JSONL to score the new model on (with --data)")
+    t.add_argument(
+        "--out",
+        help="save the artifact here (without --data default: the bundled model; with --data: instead of publishing)",
+    )
+    t.add_argument(
+        "--eval", dest="eval_path", metavar="FILE", help="labelled JSONL to score the new model on (with --data)"
+    )
 
     mo = sub.add_parser("models", help="list published topic models, or `models use VERSION` to switch (roll back)")
     mo.add_argument("action", nargs="?", choices=["use"])
@@ -417,8 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
 
     d = sub.add_parser("demo", help="run the whole service on the example feeds")
-    d.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep Redis and the worker running after the demo (default: when run in a terminal)")
+    d.add_argument(
+        "--serve",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep Redis and the worker running after the demo (default: when run in a terminal)",
+    )
     return p
 
 
@@ -451,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return evaluate(args.data, args.model, args.json)
         if args.command == "demo":
-            from workers.demo import run
+            from feedsift.workers.demo import run
 
             return run(serve=args.serve)
     except redis.ConnectionError as exc:

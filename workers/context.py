@@ -14,13 +14,13 @@ from pathlib import Path
 
 import redis
 
-from models.minhash import MinHasher
-from models.topics import TopicModel
-from workers import registry
-from workers.index import DuplicateIndex
-from workers.keys import Keys
-from workers.settings import Settings, get_settings
-from workers.store import Store
+from feedsift.models.minhash import MinHasher
+from feedsift.models.topics import TopicModel
+from feedsift.workers import registry
+from feedsift.workers.index import DuplicateIndex
+from feedsift.workers.keys import Keys
+from feedsift.workers.settings import Settings, get_settings
+from feedsift.workers.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,13 @@ MODELS_KEPT = 3
 
 
 def bundled_model_path() -> Path:
-    return Path(str(resources.files("models").joinpath(BUNDLED_MODEL)))
+    return Path(str(resources.files("feedsift.models").joinpath(BUNDLED_MODEL)))
 
 
 def connect(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30)
+    return redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+    )
 
 
 class Context:
@@ -59,7 +61,9 @@ class Context:
 
     @cached_property
     def index(self) -> DuplicateIndex:
-        return DuplicateIndex(self.redis, self.keys, self.hasher, self.settings.dedup_threshold, self.settings.dedup_window_days)
+        return DuplicateIndex(
+            self.redis, self.keys, self.hasher, self.settings.dedup_threshold, self.settings.dedup_window_days
+        )
 
     def model(self) -> TopicModel:
         """The current model: a pinned path, else the version published in Redis, else the bundled one.

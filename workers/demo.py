@@ -11,34 +11,53 @@ import os
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
 
-from workers.embedded import EmbeddedRedis, redis_cli_binary
+from feedsift.workers.embedded import EmbeddedRedis, redis_cli_binary
 
 console = Console()
 
 
 def example_feeds() -> list[Path]:
-    here = Path(__file__).resolve().parent.parent / "examples" / "feeds"
+    """The example feeds, shipped as package data (a source checkout and a wheel alike)."""
+    here = Path(str(resources.files("feedsift.examples").joinpath("feeds")))
     return sorted(p for p in here.glob("*") if p.suffix in (".xml", ".atom", ".rdf", ".rss"))
 
 
 def start_worker(env: dict, concurrency: int = 2) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "fetch,process", "-c", str(concurrency),
-         "-l", "WARNING", "-n", f"demo-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-        env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "feedsift.workers.app",
+            "worker",
+            "-Q",
+            "fetch,process",
+            "-c",
+            str(concurrency),
+            "-l",
+            "WARNING",
+            "-n",
+            f"demo-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        start_new_session=True,
     )
 
 
 def run(serve: bool | None = None) -> int:
-    from workers import cli, settings
+    from feedsift.workers import cli, settings
 
     feeds = example_feeds()
     if not feeds:
-        console.print("[red]no example feeds found (examples/feeds/) — run the demo from a source checkout[/]")
+        console.print("[red]no example feeds found in the installed package (feedsift.examples)[/]")
         return 2
     embedded = None
     env = dict(os.environ)

@@ -1,12 +1,12 @@
 """feedsift's errors. Third-party exceptions are translated where they enter.
 
-    FeedsiftError
-    ├── FetchError                  the feed could not be downloaded
-    │   ├── TransientFetchError     worth retrying: time-out, connection reset, 5xx, 429
-    │   └── PermanentFetchError     not worth retrying: 4xx, too big, too many redirects
-    │       └── BlockedURLError     refused before connecting: scheme or address not allowed
-    ├── FeedError                   the document is not a usable feed
-    └── InternalError               an unexpected failure while reading a feed (a bug), stored all the same
+FeedsiftError
+├── FetchError                  the feed could not be downloaded
+│   ├── TransientFetchError     worth retrying: time-out, connection reset, 5xx, 429
+│   └── PermanentFetchError     not worth retrying: 4xx, too big, too many redirects
+│       └── BlockedURLError     refused before connecting: scheme or address not allowed
+├── FeedError                   the document is not a usable feed
+└── InternalError               an unexpected failure while reading a feed (a bug), stored all the same
 """
 
 

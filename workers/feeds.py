@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import feedparser
 
-from models.text import html_to_text, recurring_lines, strip_furniture
-from workers.errors import FeedError
+from feedsift.models.text import html_to_text, recurring_lines, strip_furniture
+from feedsift.workers.errors import FeedError
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|mc_cid|mc_eid|igshid|_hsenc|_hsmi|ref|ref_src|cmpid|ito)$", re.I)
 _ENTITY_DECL = re.compile(rb"<!DOCTYPE[^>\[]*\[[^\]]*<!ENTITY", re.I | re.S)
@@ -64,8 +64,16 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.blake2b(f"{title}\0{text}".encode(), digest_size=8).hexdigest()
 
 
-def parse(document: bytes, feed: str, locator: str, fetched_at: float, max_entries: int, max_chars: int,
-          charset: str | None = None, known_boilerplate: frozenset[str] = frozenset()) -> ParsedFeed:
+def parse(
+    document: bytes,
+    feed: str,
+    locator: str,
+    fetched_at: float,
+    max_entries: int,
+    max_chars: int,
+    charset: str | None = None,
+    known_boilerplate: frozenset[str] = frozenset(),
+) -> ParsedFeed:
     """Parses a feed document (bytes only: feedparser never sees a path or a URL).
 
     Lines recurring across this document's entries, and the feed's boilerplate
@@ -166,7 +174,9 @@ def _not_a_feed_reason(document: bytes, parsed) -> str:
         return "not a feed: the document is an HTML page"
     if head[:1] in (b"{", b"["):
         return "not a feed: the document is JSON (JSON Feed is not supported; RSS and Atom are)"
-    if sum(b < 9 or 13 < b < 32 for b in head[:512]) > 8 and not head.startswith((b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")):
+    if sum(b < 9 or 13 < b < 32 for b in head[:512]) > 8 and not head.startswith(
+        (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
+    ):
         return "not a feed: the document is binary data, not XML"
     if parsed.bozo:
         return f"not a feed: {parsed.bozo_exception}"

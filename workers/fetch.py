@@ -26,10 +26,17 @@ from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-from workers.errors import BlockedURLError, PermanentFetchError, TransientFetchError
-from workers.settings import Settings
+from feedsift.workers.errors import BlockedURLError, PermanentFetchError, TransientFetchError
+from feedsift.workers.settings import Settings
 
 _CHUNK = 16 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -211,7 +218,14 @@ def _get_once(url: str, settings: Settings, etag: str, modified: str, deadline: 
     if modified:
         headers["If-Modified-Since"] = modified
     if scheme == "https":
-        conn = HTTPSConnection(ip, port, timeout=settings.connect_timeout, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
+        conn = HTTPSConnection(
+            ip,
+            port,
+            timeout=settings.connect_timeout,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+        )
     else:
         conn = HTTPConnection(ip, port, timeout=settings.connect_timeout)
     watchdog = _Watchdog(deadline)
@@ -251,7 +265,9 @@ def _get_once(url: str, settings: Settings, etag: str, modified: str, deadline: 
     except (TimeoutError, ReadTimeoutError, ConnectTimeoutError) as exc:
         if watchdog.expired:
             raise _deadline_error(settings, url) from None
-        raise TransientFetchError(f"timed out fetching {url} (connect {settings.connect_timeout:g}s, read {settings.read_timeout:g}s)") from exc
+        raise TransientFetchError(
+            f"timed out fetching {url} (connect {settings.connect_timeout:g}s, read {settings.read_timeout:g}s)"
+        ) from exc
     except (OSError, ProtocolError, http.client.RemoteDisconnected, http.client.IncompleteRead) as exc:
         if watchdog.expired:
             raise _deadline_error(settings, url) from None

@@ -20,8 +20,8 @@ from importlib import resources
 
 import redis
 
-from models.minhash import EXCERPT_MAX_RATIO, MIN_EXCERPT_SHINGLES, MinHasher, Sketch
-from workers.keys import Keys
+from feedsift.models.minhash import EXCERPT_MAX_RATIO, MIN_EXCERPT_SHINGLES, MinHasher, Sketch
+from feedsift.workers.keys import Keys
 
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
 LOAD = 128
@@ -32,7 +32,7 @@ CHUNK_BYTES = 16384 - 16
 
 
 def _script(name: str) -> str:
-    return resources.files("workers").joinpath(name).read_text()
+    return resources.files("feedsift.workers").joinpath(name).read_text()
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,15 @@ class Item:
 
 
 class DuplicateIndex:
-    def __init__(self, client: redis.Redis, keys: Keys, hasher: MinHasher, threshold: float, window_days: int,
-                 excerpt: float = EXCERPT_CONTAINMENT):
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        hasher: MinHasher,
+        threshold: float,
+        window_days: int,
+        excerpt: float = EXCERPT_CONTAINMENT,
+    ):
         self.keys, self.hasher, self.threshold, self.excerpt = keys, hasher, threshold, excerpt
         self.window = window_days * 86400
         self.per_chunk = max(1, CHUNK_BYTES // hasher.record_size)
@@ -68,10 +75,27 @@ class DuplicateIndex:
         if not items:
             return
         k, h = self.keys, self.hasher
-        args: list = [self.threshold, self.excerpt, now or time.time(), self.per_chunk, h.record_size,
-                      h.keys_per_article, LOAD, k.dedup(""), k.article(""), k.cluster(""), MIN_EXCERPT_SHINGLES, EXCERPT_MAX_RATIO]
+        args: list = [
+            self.threshold,
+            self.excerpt,
+            now or time.time(),
+            self.per_chunk,
+            h.record_size,
+            h.keys_per_article,
+            LOAD,
+            k.dedup(""),
+            k.article(""),
+            k.cluster(""),
+            MIN_EXCERPT_SHINGLES,
+            EXCERPT_MAX_RATIO,
+        ]
         for it in items:
-            args += [it.article_id, h.record(it.article_id, it.text_hash, it.sketch), h.entries(it.article_id, it.sketch), it.published]
+            args += [
+                it.article_id,
+                h.record(it.article_id, it.text_hash, it.sketch),
+                h.entries(it.article_id, it.sketch),
+                it.published,
+            ]
         self._index(keys=[k.dedup("seq"), k.dedup("meta"), k.dedup("time"), k.duplicates], args=args, client=pipe)
 
     def add(self, pipe, item: Item, now: float | None = None) -> None:

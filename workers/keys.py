@@ -10,13 +10,21 @@ from dataclasses import dataclass
 
 #: (pattern, Redis type, what it holds) — patterns are shown with the default prefix.
 SCHEMA: list[tuple[str, str, str]] = [
-    ("article:<id>", "hash", "one article: id, feed, url, guid, title, published, summary, text, topics, scores, "
-     "duplicate_of, duplicate_kind, similarity, cluster, model, processed_at, updated, content_hash"),
+    (
+        "article:<id>",
+        "hash",
+        "one article: id, feed, url, guid, title, published, summary, text, topics, scores, "
+        "duplicate_of, duplicate_kind, similarity, cluster, model, processed_at, updated, content_hash",
+    ),
     ("articles", "zset", "every article id, scored by publication time (epoch seconds)"),
     ("topic:<topic>", "zset", "article ids tagged with the topic, scored by publication time"),
     ("duplicates", "zset", "article ids flagged as duplicates, scored by publication time"),
     ("cluster:<id>", "set", "members of the duplicate cluster whose canonical (earliest-seen) article is <id>"),
-    ("feed:<feed id>", "hash", "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles, boilerplate"),
+    (
+        "feed:<feed id>",
+        "hash",
+        "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles, boilerplate",
+    ),
     ("feed:<feed id>:articles", "zset", "the feed's article ids, scored by publication time"),
     ("feeds", "zset", "every feed id, scored by when it was first submitted"),
     ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
@@ -30,9 +38,17 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("model:versions", "hash", "version -> JSON of the model's header (figures, thresholds, date)"),
     ("model:artifact:<version>", "string", "the model artifact (.npz bytes)"),
     ("dedup:seq", "string", "counter that orders articles for the duplicate index"),
-    ("dedup:doc:<n>", "string", "fixed-width index records of a run of sequence numbers: id, text hash, shingle count, "
-     "16-bit MinHash codes (binary)"),
-    ("dedup:bucket:<n>", "string", "LSH bucket n (linear hashing): 8-byte entries, band hash and sequence number (binary)"),
+    (
+        "dedup:doc:<n>",
+        "string",
+        "fixed-width index records of a run of sequence numbers: id, text hash, shingle count, "
+        "16-bit MinHash codes (binary)",
+    ),
+    (
+        "dedup:bucket:<n>",
+        "string",
+        "LSH bucket n (linear hashing): 8-byte entries, band hash and sequence number (binary)",
+    ),
     ("dedup:meta", "hash", "index state: level, split, entries, cursor, sweep"),
     ("dedup:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
     ("pending", "hash", "task id -> JSON of a task call sent and not yet ended (sent again if a dying worker lost it)"),

@@ -9,15 +9,15 @@ import hashlib
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from models.text import normalise, remember_lines, summary, words
-from workers import feeds
-from workers.context import Context
-from workers.errors import FeedError, FeedsiftError, PermanentFetchError
-from workers.fetch import fetch
-from workers.index import Item
-from workers.store import iso
+from feedsift.models.text import normalise, remember_lines, summary, words
+from feedsift.workers import feeds
+from feedsift.workers.context import Context
+from feedsift.workers.errors import FeedError, FeedsiftError, PermanentFetchError
+from feedsift.workers.fetch import fetch
+from feedsift.workers.index import Item
+from feedsift.workers.store import iso
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dic
         ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status="304", last_error="")
         _finish_feed(ctx, job, fid)
         return {"feed": fid, "status": 304, "new": 0}
-    summary_ = take_document(ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", "")))
+    summary_ = take_document(
+        ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", ""))
+    )
     ctx.store.update_feed(fid, etag=result.etag, modified=result.modified)
     return summary_
 
@@ -46,25 +48,43 @@ def _charset(content_type: str) -> str | None:
     for part in content_type.split(";")[1:]:
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
-            return value.strip('"\' ')
+            return value.strip("\"' ")
     return None
 
 
-def ingest_feed(ctx: Context, document: bytes, source: str, job: str | None, enqueue: Enqueue, charset: str | None) -> dict:
+def ingest_feed(
+    ctx: Context, document: bytes, source: str, job: str | None, enqueue: Enqueue, charset: str | None
+) -> dict:
     fid = feeds.feed_id(source)
     ctx.store.register_feed(fid, source)
     if len(document) > ctx.settings.max_feed_bytes:
-        return fail(ctx, fid, source, PermanentFetchError(f"document is larger than the limit of {ctx.settings.max_feed_bytes} bytes"), job)
+        return fail(
+            ctx,
+            fid,
+            source,
+            PermanentFetchError(f"document is larger than the limit of {ctx.settings.max_feed_bytes} bytes"),
+            job,
+        )
     return take_document(ctx, document, fid, source, job, enqueue, charset)
 
 
-def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: str | None, enqueue: Enqueue, charset: str | None) -> dict:
+def take_document(
+    ctx: Context, document: bytes, fid: str, locator: str, job: str | None, enqueue: Enqueue, charset: str | None
+) -> dict:
     s = ctx.settings
     now = time.time()
     try:
         known = _boilerplate(ctx, fid)
-        parsed = feeds.parse(document, fid, locator, now, s.max_entries, s.max_article_chars, charset=charset,
-                             known_boilerplate=frozenset(known))
+        parsed = feeds.parse(
+            document,
+            fid,
+            locator,
+            now,
+            s.max_entries,
+            s.max_article_chars,
+            charset=charset,
+            known_boilerplate=frozenset(known),
+        )
     except FeedError as exc:
         return fail(ctx, fid, locator, exc, job)
     remembered = remember_lines(known, parsed.boilerplate)
@@ -79,8 +99,13 @@ def take_document(ctx: Context, document: bytes, fid: str, locator: str, job: st
             pipe.execute()
         enqueue(batch, job)
     ctx.store.update_feed(
-        fid, title=parsed.title, link=parsed.link, last_fetch=iso(now), last_status="200",
-        last_error=parsed.warning, articles=len(parsed.articles),
+        fid,
+        title=parsed.title,
+        link=parsed.link,
+        last_fetch=iso(now),
+        last_status="200",
+        last_error=parsed.warning,
+        articles=len(parsed.articles),
     )
     if parsed.warning:
         ctx.store.record_error(fid, locator, "warning", parsed.warning)

@@ -21,13 +21,13 @@ import json
 import logging
 import re
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 from celery import bootsteps
 from celery.signals import before_task_publish, task_postrun
 
-from workers.keys import Keys
+from feedsift.workers.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def sweep(client: redis.Redis, keys: Keys, timeout: float, send: Send, now: floa
 
 # -- wiring into Celery ---------------------------------------------------------------
 def _context():
-    from workers.context import context
+    from feedsift.workers.context import context
 
     return context()
 
@@ -121,7 +121,9 @@ def _context():
 def _on_publish(sender=None, body=None, headers=None, **_):
     if sender not in TRACKED or not headers:
         return
-    args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) else (body.get("args", []), body.get("kwargs", {}))
+    args, kwargs = (
+        (body[0], body[1]) if isinstance(body, (list, tuple)) else (body.get("args", []), body.get("kwargs", {}))
+    )
     ctx = _context()
     remember(ctx.redis, ctx.keys, headers["id"], {"task": sender, "args": list(args), "kwargs": dict(kwargs)})
 
@@ -140,7 +142,7 @@ def _on_end(sender=None, task_id=None, state=None, **_):
 class Sweeper(bootsteps.StartStopStep):
     """Runs `sweep` on the worker's timer, as often as kombu looks for unacknowledged messages."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = {"celery.worker.components:Timer"}  # noqa: RUF012 (Celery reads it as a set)
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)

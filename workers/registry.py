@@ -13,8 +13,8 @@ import json
 
 import redis
 
-from models.topics import TopicModel, read_header
-from workers.keys import Keys
+from feedsift.models.topics import TopicModel, read_header
+from feedsift.workers.keys import Keys
 
 BUNDLED = "bundled"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Mapping
 
 ENV_PREFIX = "FEEDSIFT_"
 
@@ -54,7 +54,7 @@ class Settings:
     user_agent: str = "feedsift/0.1 (feed reader)"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):

@@ -1,4 +1,4 @@
-"""Articles, feeds, errors and progress in Redis, under the key schema of `workers.keys`.
+"""Articles, feeds, errors and progress in Redis, under the key schema of `feedsift.workers.keys`.
 
 Every write is idempotent: storing the same batch twice leaves Redis as
 storing it once, which is what makes late acknowledgement and re-delivery
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import redis
 
-from workers.keys import Keys
+from feedsift.workers.keys import Keys
 
 ERRORS_MAXLEN = 10_000
 JOB_TTL = 7 * 86400
@@ -23,7 +23,7 @@ JOB_TTL = 7 * 86400
 def iso(ts: float | str | None) -> str:
     if ts in (None, ""):
         return ""
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _s(value) -> str:
@@ -78,7 +78,9 @@ class Store:
     def article(self, article_id: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(self.keys.article(article_id)).items()}
 
-    def article_ids(self, topic: str | None = None, feed: str | None = None, duplicates: bool = False, limit: int = 100) -> list[str]:
+    def article_ids(
+        self, topic: str | None = None, feed: str | None = None, duplicates: bool = False, limit: int = 100
+    ) -> list[str]:
         """Newest first; filters intersect."""
         sources = [self.keys.topic(topic)] if topic else []
         if feed:
@@ -138,12 +140,21 @@ class Store:
             for i in ms:
                 f = dict(zip(fields, (_s(v) for v in next(replies))))
                 if i != root:
-                    rows.append({"id": i, "duplicate_of": f["duplicate_of"], "kind": f["duplicate_kind"],
-                                 "similarity": f["similarity"], "title": f["title"]})
+                    rows.append(
+                        {
+                            "id": i,
+                            "duplicate_of": f["duplicate_of"],
+                            "kind": f["duplicate_kind"],
+                            "similarity": f["similarity"],
+                            "title": f["title"],
+                        }
+                    )
             out.append({"canonical": root, "title": head["title"], "members": rows})
         return out
 
-    def write_article(self, pipe, record: dict[str, str], topics: list[str], published: float, content_hash: str) -> None:
+    def write_article(
+        self, pipe, record: dict[str, str], topics: list[str], published: float, content_hash: str
+    ) -> None:
         """Queues an article's record and indexes on `pipe` (the batch's one pipeline)."""
         k, aid = self.keys, record["id"]
         pipe.hset(k.article(aid), mapping=record)
@@ -160,14 +171,20 @@ class Store:
     # -- errors ---------------------------------------------------------------
     def record_error(self, feed_id: str, url: str, kind: str, message: str, pipe=None) -> None:
         target = pipe or self.r.pipeline(transaction=False)
-        target.xadd(self.keys.errors, {"time": iso(time.time()), "feed": feed_id, "url": url, "kind": kind, "message": message[:2000]},
-                    maxlen=ERRORS_MAXLEN, approximate=True)
+        target.xadd(
+            self.keys.errors,
+            {"time": iso(time.time()), "feed": feed_id, "url": url, "kind": kind, "message": message[:2000]},
+            maxlen=ERRORS_MAXLEN,
+            approximate=True,
+        )
         if pipe is None:
             target.execute()
 
     def errors(self, count: int = 50) -> list[dict[str, str]]:
-        return [{"entry": _s(eid), **{_s(k): _s(v) for k, v in fields.items()}}
-                for eid, fields in self.r.xrevrange(self.keys.errors, count=count)]
+        return [
+            {"entry": _s(eid), **{_s(k): _s(v) for k, v in fields.items()}}
+            for eid, fields in self.r.xrevrange(self.keys.errors, count=count)
+        ]
 
     def dead_letter(self, payload: dict) -> None:
         self.r.rpush(self.keys.deadletter, json.dumps(payload))

@@ -1,7 +1,7 @@
 """The task API. Names are public: any Celery client can `send_task` them with JSON arguments.
 
 Tasks are thin: Celery's concerns (routing, retries, dead letters) here, the
-work in `workers.pipeline`.
+work in `feedsift.workers.pipeline`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import traceback
 import redis
 from celery.exceptions import Retry
 
-from workers import pipeline
-from workers.app import app
-from workers.context import context
-from workers.errors import FeedError, InternalError, TransientFetchError
-from workers.feeds import feed_id
+from feedsift.workers import pipeline
+from feedsift.workers.app import app
+from feedsift.workers.context import context
+from feedsift.workers.errors import FeedError, InternalError, TransientFetchError
+from feedsift.workers.feeds import feed_id
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def _later(task, exc: Exception):
 def _unexpected(ctx, locator, exc: Exception, job) -> dict:
     """A failure no one planned for still leaves a stored, readable error on the feed."""
     log.exception("unexpected error reading %s", locator)
-    return pipeline.fail(ctx, feed_id(locator), locator, InternalError(f"unexpected {type(exc).__name__}: {exc}"[:1000]), job)
+    return pipeline.fail(
+        ctx, feed_id(locator), locator, InternalError(f"unexpected {type(exc).__name__}: {exc}"[:1000]), job
+    )
 
 
 def _enqueue(batch: list[dict], job: str | None) -> None:
@@ -68,7 +70,13 @@ def ingest_feed(self, document: str, source: str, job: str | None = None, encodi
     source = source if isinstance(source, str) else repr(source)
     try:
         if not isinstance(document, str):
-            return pipeline.fail(ctx, feed_id(source), source, FeedError(f"document is a JSON {type(document).__name__}, not a string"), job)
+            return pipeline.fail(
+                ctx,
+                feed_id(source),
+                source,
+                FeedError(f"document is a JSON {type(document).__name__}, not a string"),
+                job,
+            )
         if encoding == "base64":
             try:
                 raw, charset = base64.b64decode(document, validate=True), None
@@ -99,10 +107,18 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
             log.warning("batch failed (attempt %d): %s", attempt, exc)
             raise self.retry(exc=exc, countdown=min(60, 2**attempt))
         log.error("batch dead-lettered after %d attempts: %s", attempt, exc)
-        ctx.store.dead_letter({
-            "task": self.name, "id": self.request.id, "time": time.time(), "attempts": attempt,
-            "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=5), "batch": batch, "job": job,
-        })
+        ctx.store.dead_letter(
+            {
+                "task": self.name,
+                "id": self.request.id,
+                "time": time.time(),
+                "attempts": attempt,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5),
+                "batch": batch,
+                "job": job,
+            }
+        )
         size = len(batch) if isinstance(batch, list) else 0
         feeds = {str(a.get("feed", "")) for a in batch if isinstance(a, dict)} if isinstance(batch, list) else set()
         for feed in feeds or {""}:
