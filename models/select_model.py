@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections import defaultdict
@@ -36,7 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from feedsift.models import embeddings
-from feedsift.models.topics import TOPICS, TopicModel, fold_splits, labels, scores
+from feedsift.models.fitting import fold_splits
+from feedsift.models.metrics import TOPICS, scores
+from feedsift.models.tokens import tokens
+from feedsift.models.topics import TopicModel, labels
 from feedsift.models.training import (
     LEAD_WORDS,
     corpus,
@@ -145,7 +147,6 @@ def corpus_report(fix: bool, directory: Path) -> int:
 
 
 # -- overlap with an evaluation set ----------------------------------------------------
-_WORD = re.compile(r"[a-z][a-z']{2,}")
 _COMMON = frozenset(
     [
         "the",
@@ -189,7 +190,8 @@ _COMMON = frozenset(
 
 
 def _words(text: str) -> frozenset[str]:
-    return frozenset(_WORD.findall(text.lower())) - _COMMON
+    """The model's own tokens, less numbers, two-letter words and the commonest words."""
+    return frozenset(w for w in tokens(text) if len(w) > 2 and w[0].isalpha()) - _COMMON
 
 
 def overlaps(rows: list[dict], others: list[dict], rare: int = 6, shared: int = 3, title: float = 0.4) -> list[tuple]:

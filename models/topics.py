@@ -1,18 +1,15 @@
-"""The topic model: hashed TF-IDF features and one linear classifier per topic.
+"""The topic model at run time: hashed TF-IDF features, one linear classifier per topic, persistence.
 
 Multi-label by construction: each topic has its own classifier and its own
 threshold, chosen on out-of-fold predictions so that the stored tags
-maximise F1 per topic. Three linear learners are supported (logistic
-regression, a linear SVM with sigmoid calibration, SGD with logistic loss);
-all end as the same plain arrays: a weight vector and an intercept per
-topic, and a sigmoid that maps the linear score to a probability.
+maximise F1 per topic. Whatever learner trained it (`fitting.py`), a model
+is plain arrays: a weight vector and an intercept per topic, and a sigmoid
+that maps the linear score to a probability. Predicting needs no learner.
 
 Features are hashed, so the artifact holds no vocabulary and stays small;
-`explain` recovers term weights by hashing the article's own terms. Word
-n-grams are hashed here (each distinct token once, n-grams combined with
-integer arithmetic on whole arrays), which is several times faster than a
-per-n-gram string hash; character n-grams, when enabled, use scikit-learn's
-`HashingVectorizer`.
+`explain` recovers term weights by hashing the article's own terms, with the
+same tokeniser and n-gram loop (`tokens.py`) that counting uses. Character
+n-grams, when enabled, use scikit-learn's `HashingVectorizer`.
 
 The artifact is a NumPy `.npz` archive of plain arrays plus a JSON header,
 loaded with `allow_pickle=False`: opening a model never executes code.
@@ -23,65 +20,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.svm import LinearSVC
-from sklearn.utils import murmurhash3_32
 
 from feedsift.models import embeddings
+from feedsift.models.metrics import TOPICS, scores
 from feedsift.models.text import normalise
+from feedsift.models.tokens import ngram_columns, token_hashes, tokenise, tokens
 
-TOPICS: tuple[str, ...] = ("diplomacy", "sport", "politics")
 FORMAT = "feedsift-topics/3"
 READS = ("feedsift-topics/2", FORMAT)  # formats this release loads (/2: no word vectors)
 CLASSIFIERS = ("logreg", "svm", "sgd")
 VECTOR_TERM = "(meaning: mean word vector)"
-
-_TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
-_U64 = np.uint64
-_MASK = 0xFFFFFFFFFFFFFFFF
-# Token -> 32-bit murmur hash. Shared by every model (the hash has no per-model seed);
-# cleared when it grows past _CACHE_MAX so a long-running worker stays bounded.
-_HASHES: dict[str, int] = {}
-_CACHE_MAX = 200_000
-
-
-def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Combines two uint64 hash arrays into one (a splitmix64 finaliser over a*K + b)."""
-    x = a * _U64(0x9E3779B97F4A7C15) + b + _U64(0x632BE59BD9B4E019)
-    x ^= x >> _U64(30)
-    x *= _U64(0xBF58476D1CE4E5B9)
-    x ^= x >> _U64(27)
-    x *= _U64(0x94D049BB133111EB)
-    x ^= x >> _U64(31)
-    return x
-
-
-def _token_hashes(tokens: list[str]) -> np.ndarray:
-    missing = set(tokens).difference(_HASHES)
-    if missing:
-        if len(_HASHES) + len(missing) > _CACHE_MAX:
-            _HASHES.clear()
-            missing = set(tokens)
-        for t in missing:
-            _HASHES[t] = murmurhash3_32(t, seed=0, positive=True)
-    return np.fromiter(map(_HASHES.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
-
-
-def tokens(doc: str) -> list[str]:
-    """Lower-cased word tokens of two or more characters (the word n-grams' unit)."""
-    return _TOKEN.findall(doc.lower())
 
 
 @dataclass
@@ -176,31 +132,18 @@ class TopicModel:
         )
 
     def _word_columns(self, toks: list[str], lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column of every word n-gram occurrence, in document order."""
-        h = _token_hashes(toks)
+        """Row and column of every word n-gram occurrence that lies within one document."""
         doc = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-        rows, cols = [], []
-        lo, hi = self.word_ngrams
-        g = h
-        for n in range(1, hi + 1):
-            if n > 1:
-                g = _mix(g[:-1], h[n - 1 :])
-            if n >= lo and len(g):
-                same = doc[: len(g)] == doc[n - 1 :]
-                rows.append(doc[: len(g)][same])
-                cols.append((g[same] % _U64(self.n_features)).astype(np.int64))
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        for n, col in ngram_columns(token_hashes(toks), self.word_ngrams, self.n_features):
+            same = doc[: len(col)] == doc[n - 1 :]
+            rows.append(doc[: len(col)][same])
+            cols.append(col[same])
         return np.concatenate(rows), np.concatenate(cols)
 
     def counts(self, docs: Sequence[str]) -> sp.csr_matrix:
         """Sublinear term counts (1 + log tf) over hashed columns, one row per document."""
-        toks: list[str] = []
-        lens = np.zeros(len(docs), dtype=np.int64)
-        for i, doc in enumerate(docs):
-            t = _TOKEN.findall(doc.lower())
-            lens[i] = len(t)
-            toks.extend(t)
+        toks, lens = tokenise(docs)
         rows, cols = self._word_columns(toks, lens)
         X = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features))
         X.sum_duplicates()
@@ -234,62 +177,10 @@ class TopicModel:
         return self.fit_counts(self.counts(docs), Y, folds=folds, seed=seed, group=group)
 
     def fit_counts(self, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None) -> TopicModel:
-        """Learns IDF, one classifier per topic and each topic's threshold (on `folds`-fold out-of-fold predictions).
+        """Learns IDF, the classifiers and thresholds (`fitting.fit_counts`); rows sharing a `group` share a fold."""
+        from feedsift.models import fitting  # the learners load only where a model is trained
 
-        Rows with the same `group` (views of one article) always fall in the same fold.
-        """
-        Y = np.asarray(Y, dtype=np.int8)
-        n = counts.shape[0]
-        df = np.bincount(counts.indices, minlength=counts.shape[1])
-        self.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
-        self.idf_[self._text_width :] = 1.0
-        vectors = {"word_vectors_sha256": self._vectors().digest} if self.word_vectors else {}
-        X = self._tfidf(counts)
-        coefs, intercepts, calib, thresholds = [], [], [], []
-        oof = np.zeros(Y.shape, dtype=np.float32)
-        cv = fold_splits(n, folds, seed, group)
-        for j in range(Y.shape[1]):
-            oof[:, j] = cross_val_predict(self._classifier(), X, Y[:, j], cv=cv, method="predict_proba")[:, 1]
-            thresholds.append(best_threshold(Y[:, j], oof[:, j]))
-            w, c, a, b = self._linear(self._classifier().fit(X, Y[:, j]))
-            coefs.append(w)
-            intercepts.append(c)
-            calib.append((a, b))
-        self.coef_ = np.vstack(coefs).astype(np.float32)
-        self.intercept_ = np.asarray(intercepts, dtype=np.float32)
-        self.calib_ = np.asarray(calib, dtype=np.float32)
-        self.thresholds_ = np.asarray(thresholds, dtype=np.float32)
-        self.oof_ = oof
-        self.meta_ = {
-            **vectors,
-            "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "n_train": int(n),
-            "cv": scores(Y, oof >= self.thresholds_, self.topics),
-        }
-        return self
-
-    def _classifier(self):
-        if self.classifier == "svm":
-            svm = LinearSVC(C=self.C, class_weight=self.class_weight, max_iter=5000)
-            return CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)
-        if self.classifier == "sgd":
-            return SGDClassifier(
-                loss="log_loss",
-                alpha=self.alpha,
-                class_weight=self.class_weight,
-                max_iter=100,
-                tol=1e-4,
-                random_state=0,
-            )
-        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000, solver="liblinear")
-
-    def _linear(self, clf) -> tuple[np.ndarray, float, float, float]:
-        """(weights, intercept, a, b) of a fitted classifier: p = 1 / (1 + exp(a * (x.w + c) + b))."""
-        if isinstance(clf, CalibratedClassifierCV):
-            pair = clf.calibrated_classifiers_[0]
-            est, sig = pair.estimator, pair.calibrators[0]
-            return est.coef_[0], float(est.intercept_[0]), float(sig.a_), float(sig.b_)
-        return clf.coef_[0], float(clf.intercept_[0]), -1.0, 0.0
+        return fitting.fit_counts(self, counts, Y, folds=folds, seed=seed, group=group)
 
     # -- prediction ---------------------------------------------------------
     def logits(self, X: sp.csr_matrix) -> np.ndarray:
@@ -351,17 +242,9 @@ class TopicModel:
         """Each term of the document and its column, hashed exactly as `counts` hashes it."""
         toks = tokens(doc)
         found: dict[str, int] = {}
-        if toks:
-            h = _token_hashes(toks)
-            lo, hi = self.word_ngrams
-            g = h
-            for n in range(1, hi + 1):
-                if n > 1:
-                    g = _mix(g[:-1], h[n - 1 :])
-                if n >= lo:
-                    cols = (g % _U64(self.n_features)).astype(np.int64).tolist()
-                    for i, col in enumerate(cols):
-                        found.setdefault(" ".join(toks[i : i + n]), col)
+        for n, cols in ngram_columns(token_hashes(toks), self.word_ngrams, self.n_features):
+            for i, col in enumerate(cols.tolist()):
+                found.setdefault(" ".join(toks[i : i + n]), col)
         if self.char_ngrams:
             text = doc if not self.char_chars else doc[: self.char_chars]
             grams = sorted(set(self._char_vectorizer().build_analyzer()(text)))
@@ -449,15 +332,6 @@ class TopicModel:
         return cls.from_bytes(Path(path).read_bytes())
 
 
-def fold_splits(n: int, folds: int, seed: int = 0, group=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled k-fold (train, test) index pairs; rows sharing a group stay together."""
-    if group is None:
-        return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
-    uniq, inverse = np.unique(np.asarray(group), return_inverse=True)
-    fold = (np.random.RandomState(seed).permutation(len(uniq)) % folds)[inverse]
-    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
-
-
 def _append_dense(X: sp.csr_matrix, E: np.ndarray, offset: int) -> sp.csr_matrix:
     """X with the dense rows of E appended as columns offset.. (built directly, without hstack)."""
     n, dim = E.shape
@@ -494,46 +368,6 @@ def _version(model: TopicModel) -> str:
     return f"{day}-{digest}"
 
 
-def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The probability cut that maximises F1 on held-out predictions (the lowest of equally good cuts)."""
-    grid = np.round(np.linspace(0.1, 0.9, 81), 2)
-    f1s = np.array([_f1(y, p >= t) for t in grid])
-    return float(grid[int(np.argmax(f1s >= f1s.max() - 1e-9))])
-
-
-def _f1(y: np.ndarray, pred: np.ndarray) -> float:
-    tp = float(np.sum((y == 1) & pred))
-    fp = float(np.sum((y == 0) & pred))
-    fn = float(np.sum((y == 1) & ~pred))
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
-
-
-def scores(Y: np.ndarray, pred: np.ndarray, topics: Iterable[str] = TOPICS) -> dict:
-    """Per-topic precision/recall/F1 plus micro and macro F1."""
-    Y = np.asarray(Y).astype(bool)
-    pred = np.asarray(pred).astype(bool)
-    out: dict = {}
-    tps = fps = fns = 0.0
-    topics = list(topics)
-    for j, topic in enumerate(topics):
-        tp = float(np.sum(Y[:, j] & pred[:, j]))
-        fp = float(np.sum(~Y[:, j] & pred[:, j]))
-        fn = float(np.sum(Y[:, j] & ~pred[:, j]))
-        tps, fps, fns = tps + tp, fps + fp, fns + fn
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[topic] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "support": int(tp + fn),
-        }
-    out["micro_f1"] = round(2 * tps / (2 * tps + fps + fns), 4) if tps else 0.0
-    out["macro_f1"] = round(float(np.mean([out[t]["f1"] for t in topics])), 4)
-    return out
-
-
 def load_jsonl(path: str | Path) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -551,3 +385,7 @@ def labels(rows: Sequence[dict], topics: Sequence[str] = TOPICS) -> np.ndarray:
         return np.array([[int(r[t]) for t in topics] for r in rows], dtype=np.int8)
     except KeyError as exc:
         raise ValueError(f"row without label {exc}") from None
+
+
+# what other code imports from here: the model, its file helpers, and the figures it is judged by
+__all__ = ["TOPICS", "VECTOR_TERM", "TopicModel", "labels", "load_jsonl", "read_header", "scores", "tokens"]

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from feedsift.models.topics import TOPICS, TopicModel, labels, load_jsonl, scores, tokens
+from feedsift.models.metrics import TOPICS, scores
+from feedsift.models.tokens import tokens
+from feedsift.models.topics import TopicModel, labels, load_jsonl
 
 HELD_OUT_PERCENT = 15
 NEAR_DUPLICATE = 0.8  # word 5-shingle Jaccard at or above which two texts are one article

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from feedsift.models.topics import TopicModel, best_threshold, fold_splits, labels, scores
+from feedsift.models.fitting import fold_splits
+from feedsift.models.metrics import best_threshold, scores
+from feedsift.models.topics import TopicModel, labels
 
 SPORT = [
     "striker scores twice as club wins league title",

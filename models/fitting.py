@@ -1,0 +1,91 @@
+"""Learning a topic model's weights: IDF, one linear classifier per topic, its calibration and threshold.
+
+Apart from the runtime model (`topics.py`) so a worker that only predicts
+never imports the learners. Three linear learners are supported (logistic
+regression, a linear SVM with sigmoid calibration, SGD with logistic loss);
+all end as the same plain arrays: a weight vector and an intercept per topic,
+and a sigmoid `(a, b)` that maps the linear score to a probability.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.svm import LinearSVC
+
+from feedsift.models.metrics import best_threshold, scores
+
+if TYPE_CHECKING:
+    from feedsift.models.topics import TopicModel
+
+
+def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None):
+    """Learns IDF, one classifier per topic and each topic's threshold (on `folds`-fold out-of-fold predictions).
+
+    Rows with the same `group` (views of one article) always fall in the same fold.
+    """
+    Y = np.asarray(Y, dtype=np.int8)
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    model.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
+    model.idf_[model._text_width :] = 1.0
+    vectors = {"word_vectors_sha256": model._vectors().digest} if model.word_vectors else {}
+    X = model._tfidf(counts)
+    coefs, intercepts, calib, thresholds = [], [], [], []
+    oof = np.zeros(Y.shape, dtype=np.float32)
+    cv = fold_splits(n, folds, seed, group)
+    for j in range(Y.shape[1]):
+        oof[:, j] = cross_val_predict(classifier(model), X, Y[:, j], cv=cv, method="predict_proba")[:, 1]
+        thresholds.append(best_threshold(Y[:, j], oof[:, j]))
+        w, c, a, b = linear(classifier(model).fit(X, Y[:, j]))
+        coefs.append(w)
+        intercepts.append(c)
+        calib.append((a, b))
+    model.coef_ = np.vstack(coefs).astype(np.float32)
+    model.intercept_ = np.asarray(intercepts, dtype=np.float32)
+    model.calib_ = np.asarray(calib, dtype=np.float32)
+    model.thresholds_ = np.asarray(thresholds, dtype=np.float32)
+    model.oof_ = oof
+    model.meta_ = {
+        **vectors,
+        "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "n_train": int(n),
+        "cv": scores(Y, oof >= model.thresholds_, model.topics),
+    }
+    return model
+
+
+def classifier(model: TopicModel):
+    """A fresh, unfitted learner for one topic, as the model's settings describe it."""
+    if model.classifier == "svm":
+        svm = LinearSVC(C=model.C, class_weight=model.class_weight, max_iter=5000)
+        return CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)
+    if model.classifier == "sgd":
+        return SGDClassifier(
+            loss="log_loss", alpha=model.alpha, class_weight=model.class_weight, max_iter=100, tol=1e-4, random_state=0
+        )
+    return LogisticRegression(C=model.C, class_weight=model.class_weight, max_iter=2000, solver="liblinear")
+
+
+def linear(clf) -> tuple[np.ndarray, float, float, float]:
+    """(weights, intercept, a, b) of a fitted classifier: p = 1 / (1 + exp(a * (x.w + c) + b))."""
+    if isinstance(clf, CalibratedClassifierCV):
+        pair = clf.calibrated_classifiers_[0]
+        est, sig = pair.estimator, pair.calibrators[0]
+        return est.coef_[0], float(est.intercept_[0]), float(sig.a_), float(sig.b_)
+    return clf.coef_[0], float(clf.intercept_[0]), -1.0, 0.0
+
+
+def fold_splits(n: int, folds: int, seed: int = 0, group=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold (train, test) index pairs; rows sharing a group stay together."""
+    if group is None:
+        return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
+    uniq, inverse = np.unique(np.asarray(group), return_inverse=True)
+    fold = (np.random.RandomState(seed).permutation(len(uniq)) % folds)[inverse]
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]

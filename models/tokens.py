@@ -1,0 +1,74 @@
+"""Word tokens and their hashes: the one tokeniser the topic model and its word vectors read.
+
+The TF-IDF columns, the word vectors, `explain` and the corpus checks all see
+the same words, so a term `explain` names is exactly a term that was counted.
+Word n-grams are combined from the tokens' hashes with integer arithmetic on
+whole arrays, several times faster than hashing every n-gram string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from sklearn.utils import murmurhash3_32
+
+_TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
+_U64 = np.uint64
+# Token -> 32-bit murmur hash. Shared by every model (the hash has no per-model seed);
+# cleared when it grows past _CACHE_MAX so a long-running worker stays bounded.
+_HASHES: dict[str, int] = {}
+_CACHE_MAX = 200_000
+
+
+def tokens(doc: str) -> list[str]:
+    """Lower-cased word tokens of two or more characters."""
+    return _TOKEN.findall(doc.lower())
+
+
+def tokenise(docs: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Every document's tokens end to end, and how many belong to each document."""
+    toks: list[str] = []
+    lens = np.zeros(len(docs), dtype=np.int64)
+    for i, doc in enumerate(docs):
+        t = tokens(doc)
+        lens[i] = len(t)
+        toks.extend(t)
+    return toks, lens
+
+
+def token_hashes(toks: list[str]) -> np.ndarray:
+    missing = set(toks).difference(_HASHES)
+    if missing:
+        if len(_HASHES) + len(missing) > _CACHE_MAX:
+            _HASHES.clear()
+            missing = set(toks)
+        for t in missing:
+            _HASHES[t] = murmurhash3_32(t, seed=0, positive=True)
+    return np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Combines two uint64 hash arrays into one (a splitmix64 finaliser over a*K + b)."""
+    x = a * _U64(0x9E3779B97F4A7C15) + b + _U64(0x632BE59BD9B4E019)
+    x ^= x >> _U64(30)
+    x *= _U64(0xBF58476D1CE4E5B9)
+    x ^= x >> _U64(27)
+    x *= _U64(0x94D049BB133111EB)
+    x ^= x >> _U64(31)
+    return x
+
+
+def ngram_columns(h: np.ndarray, ngrams: tuple[int, int], width: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(n, column of the n-gram starting at each position) for n in the range, from token hashes `h`.
+
+    Positions run over the concatenated tokens; callers drop n-grams that cross a document's end.
+    """
+    lo, hi = ngrams
+    g = h
+    for n in range(1, hi + 1):
+        if n > 1:
+            g = _mix(g[:-1], h[n - 1 :])
+        if n >= lo and len(g):
+            yield n, (g % _U64(width)).astype(np.int64)
