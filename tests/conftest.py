@@ -15,9 +15,8 @@ import pytest
 import redis
 
 from feedsift.workers.embedded import EmbeddedRedis
-from tests.harness import FeedServer, Worker, clean
-
-PREFIX = "fstest:"
+from feedsift.workers.queues import ALL
+from tests.harness import PREFIX, FeedServer, Worker, clean
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +82,7 @@ def worker(service_env, tmp_path_factory):
 def start_worker(service_env, tmp_path):
     started = []
 
-    def start(concurrency: int = 2, queues: str = "fetch,process", env: dict | None = None) -> Worker:
+    def start(concurrency: int = 2, queues: str = ",".join(ALL), env: dict | None = None) -> Worker:
         w = Worker(
             {**service_env, **(env or {})}, tmp_path, f"w{len(started)}-{uuid.uuid4().hex[:6]}", concurrency, queues
         )

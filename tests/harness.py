@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,7 +12,12 @@ from pathlib import Path
 
 import redis
 
+from feedsift.workers.client import Client, Progress
+from feedsift.workers.queues import ALL, worker_argv
+
 ROOT = Path(__file__).resolve().parent.parent
+#: Key prefix of every test's data (the service's default is left alone).
+PREFIX = "fstest:"
 EXAMPLES = ROOT / "examples" / "feeds"
 
 
@@ -35,31 +39,12 @@ def clean(client: redis.Redis, prefix: str) -> None:
 class Worker:
     """A `celery worker` subprocess (prefork) on feedsift's queues, its log kept for failures."""
 
-    def __init__(self, env: dict, log_dir: Path, name: str, concurrency: int = 2, queues: str = "fetch,process"):
+    def __init__(self, env: dict, log_dir: Path, name: str, concurrency: int = 2, queue_names: str = ",".join(ALL)):
         self.log_path = log_dir / f"worker-{name}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (open for the process's life)
+        argv = worker_argv(queue_names, concurrency, "prefork", "INFO", name=f"{name}@%h")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "feedsift.workers.app",
-                "worker",
-                "-P",
-                "prefork",
-                "-c",
-                str(concurrency),
-                "-Q",
-                queues,
-                "-n",
-                f"{name}@%h",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            [*argv, "--without-heartbeat"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -177,20 +162,14 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, message: str
 
 
 def send_job(ctx, app, calls: list[tuple[str, list, dict]]) -> str:
-    """Sends task calls as one submission (a job), the way the CLI does; returns the job id."""
-    import uuid
-
-    job = uuid.uuid4().hex[:12]
-    ctx.store.job_add(job, feeds=len(calls))
-    for name, args, kwargs in calls:
-        app.send_task(name, args=args, kwargs={**kwargs, "job": job})
-    return job
+    """Sends task calls as one submission (a job) through the client, with the given Celery app."""
+    return Client(ctx, app).send(calls)
 
 
-def job_finished(store, job: str, feeds: int):
+def job_finished(ctx, job: str) -> Progress | None:
     """The job's progress once every feed is done and every enqueued article stored, else None."""
-    p = store.job_progress(job)
-    return p if p.get("feeds_done", 0) >= feeds and p["stored"] >= p["articles"] else None
+    p = Client(ctx).progress(job)
+    return p if p.finished else None
 
 
 class Listener:

@@ -64,3 +64,13 @@ def test_unreachable_redis_is_one_clear_line(service_env):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("cannot reach Redis at redis://127.0.0.1:")
     assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_stops_cli_and_worker_in_one_line(service_env):
+    """A malformed setting is refused when a process starts, naming the variable, not fetch by fetch later."""
+    env = {**service_env, "FEEDSIFT_ALLOW_ENDPOINTS": "localhost"}
+    for args in (("articles",), ("worker", "--concurrency", "1")):
+        done = feedsift(env, *args, timeout=60)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode != 0, args
+        assert len(lines) == 1 and "FEEDSIFT_ALLOW_ENDPOINTS: 'localhost' is not an ip:port" in lines[0], done.stderr

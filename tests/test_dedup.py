@@ -10,8 +10,7 @@ import uuid
 
 import pytest
 
-from feedsift.models.minhash import MemoryIndex
-from feedsift.workers import pipeline
+from feedsift.models.minhash import MemoryIndex, text_hash
 from feedsift.workers.app import app
 from feedsift.workers.cli import main as cli
 from feedsift.workers.index import DuplicateIndex, Item
@@ -56,7 +55,7 @@ def index_all(ctx, docs, now: float, batch: int = 50, index=None):
     h = ctx.hasher
     decisions = []
     for start in range(0, len(docs), batch):
-        items = [Item(aid, pipeline.text_hash(t), h.sketch(t), now) for aid, t in docs[start : start + batch]]
+        items = [Item(aid, text_hash(t), h.sketch(t), now) for aid, t in docs[start : start + batch]]
         pipe = ctx.redis.pipeline(transaction=False)
         index.add_batch(pipe, items, now)
         decisions += DuplicateIndex.decisions(pipe.execute()[0])
@@ -67,7 +66,7 @@ def test_lua_index_decides_like_the_reference(ctx, r):
     docs = corpus(1, 400)
     got = index_all(ctx, docs, time.time())
     ref = MemoryIndex(ctx.hasher, ctx.settings.dedup_threshold, ctx.index.excerpt)
-    expected = [ref.add(aid, pipeline.text_hash(t), ctx.hasher.sketch(t)) for aid, t in docs]
+    expected = [ref.add(aid, text_hash(t), ctx.hasher.sketch(t)) for aid, t in docs]
     assert [(d.seq, d.duplicate_of, d.kind, d.cluster) for d in got] == [
         (e.seq, e.duplicate_of, e.kind, e.cluster) for e in expected
     ]
@@ -183,7 +182,7 @@ def _ids_by_guid():
         for a in parse(
             (EXAMPLES / name).read_bytes(), "x", "http://127.0.0.1/" + name, time.time(), 1000, 100_000
         ).articles:
-            out[(name, a["guid"])] = a["id"]
+            out[(name, a.guid)] = a.id
     return out
 
 

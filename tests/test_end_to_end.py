@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from feedsift.workers.app import app
+from feedsift.workers.client import Client
 from feedsift.workers.feeds import feed_id, parse
-from tests.harness import EXAMPLES, wait_for
+from tests.harness import EXAMPLES
 
 EXPECTED = json.loads((EXAMPLES / "EXPECTED.json").read_text())
 FILES = sorted({a["feed"] for a in EXPECTED["articles"]})
@@ -22,21 +22,8 @@ def ids_by_guid() -> dict[tuple[str, str], str]:
     for name in FILES:
         parsed = parse((EXAMPLES / name).read_bytes(), "x", "http://127.0.0.1/" + name, time.time(), 1000, 100_000)
         for a in parsed.articles:
-            out[(name, a["guid"])] = a["id"]
+            out[(name, a.guid)] = a.id
     return out
-
-
-def submit(ctx, urls: list[str]) -> str:
-    job = uuid.uuid4().hex[:12]
-    ctx.store.job_add(job, feeds=len(urls))
-    for url in urls:
-        app.send_task("feedsift.fetch_feed", args=[url], kwargs={"job": job})
-    return job
-
-
-def finished(ctx, job: str, feeds: int):
-    p = ctx.store.job_progress(job)
-    return p if p.get("feeds_done", 0) >= feeds and p["stored"] >= p["articles"] else None
 
 
 @pytest.fixture
@@ -54,11 +41,12 @@ def served(feed_server):
 
 
 def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_server):
-    job = submit(ctx, served)
-    progress = wait_for(lambda: finished(ctx, job, len(served)), timeout=120, message="the example feeds")
+    client = Client(ctx)
+    job, _ = client.submit(served)
+    progress = client.wait(job, timeout=120)
     ids = ids_by_guid()
-    assert progress["articles"] == len(EXPECTED["articles"]) == len(ids)
-    assert progress["errors"] == 0 if "errors" in progress else True
+    assert progress.articles == len(EXPECTED["articles"]) == len(ids)
+    assert progress.errors == 0
 
     # every article stored once, with the documented flat fields
     for (name, guid), aid in ids.items():
@@ -125,9 +113,9 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
     before = {aid: ctx.store.article(aid)["processed_at"] for aid in ids.values()}
     requests_before = len(feed_server.requests)
     time.sleep(1.1)
-    job2 = submit(ctx, served)
-    p2 = wait_for(lambda: finished(ctx, job2, len(served)), timeout=60, message="the second poll")
-    assert p2["articles"] == 0 and p2["stored"] == 0
+    job2, _ = client.submit(served)
+    p2 = client.wait(job2, timeout=60)
+    assert p2.articles == 0 and p2.stored == 0
     new_requests = feed_server.requests[requests_before:]
     assert len(new_requests) == len(served)
     assert all(h.get("If-None-Match") for _, h in new_requests)
@@ -140,10 +128,9 @@ def test_changed_feed_without_etag_processes_only_new_articles(ctx, r, worker, f
     """A server without validators: the document is parsed again, but known articles are dropped."""
     body = (EXAMPLES / "steppe-herald.xml").read_bytes()
     url = feed_server.add(f"/{uuid.uuid4().hex}/plain.xml", body)
-    job = submit(ctx, [url])
-    first = wait_for(lambda: finished(ctx, job, 1), timeout=60, message="first poll")
-    assert first["articles"] == 12
-    job2 = submit(ctx, [url])
-    second = wait_for(lambda: finished(ctx, job2, 1), timeout=60, message="second poll")
-    assert second["articles"] == 0
+    client = Client(ctx)
+    first = client.wait(client.submit([url])[0], timeout=60)
+    assert first.articles == 12
+    second = client.wait(client.submit([url])[0], timeout=60)
+    assert second.articles == 0
     assert ctx.store.feed(feed_id(url))["last_status"] == "200"

@@ -31,14 +31,14 @@ def p(doc: bytes, **kw):
 
 def test_articles_normalised():
     feed = p(RSS)
-    assert feed.title == "T" and [a["title"] for a in feed.articles] == ["One", "Two"]  # repeated guid kept once
+    assert feed.title == "T" and [a.title for a in feed.articles] == ["One", "Two"]  # repeated guid kept once
     one, two = feed.articles
-    assert one["url"] == "https://news.example/a?id=3"
+    assert one.url == "https://news.example/a?id=3"
     assert (
-        one["published"] == calendar.timegm((2026, 11, 3, 10, 0, 0)) and two["published"] == 1_700_000_000.0
+        one.published == calendar.timegm((2026, 11, 3, 10, 0, 0)) and two.published == 1_700_000_000.0
     )  # no date: fetch time
-    assert one["text"] == "Body one." and one["guid"] == "g-1"
-    assert one["id"] == article_id("news.example", "g-1", "", "", "")
+    assert one.text == "Body one." and one.guid == "g-1"
+    assert one.id == article_id("news.example", "g-1", "", "", "")
 
 
 def test_ids_are_stable_and_scoped_to_the_site():
@@ -60,7 +60,7 @@ def test_entry_cap_reads_first_entries_and_warns():
 
 def test_article_text_is_capped():
     doc = RSS.replace(b"Body two.", b"x" * 5000)
-    assert max(len(a["text"]) for a in p(doc, max_chars=1000).articles) <= 1000
+    assert max(len(a.text) for a in p(doc, max_chars=1000).articles) <= 1000
 
 
 @pytest.mark.parametrize(
@@ -84,4 +84,4 @@ def test_unusable_documents_give_clear_errors(doc, message):
 def test_example_feeds_parse(name, count):
     feed = parse((EXAMPLES / name).read_bytes(), "f", "https://x.example/" + name, time.time(), 1000, 100_000)
     assert len(feed.articles) == count and not feed.warning
-    assert not any("appeared first on" in a["text"] for a in feed.articles)
+    assert not any("appeared first on" in a.text for a in feed.articles)

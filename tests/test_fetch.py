@@ -183,8 +183,8 @@ def test_allowed_endpoint_is_exact(feed_server, monkeypatch):
         fetch(f"http://127.0.0.1:{port + 1}/x", strict(allow_endpoints=f"127.0.0.1:{port}"))
     with pytest.raises(BlockedURLError):
         fetch(url, strict(allow_endpoints=f"[::1]:{port}"))
-    with pytest.raises(PermanentFetchError, match="not an ip:port"):
-        fetch(url, strict(allow_endpoints="localhost"))
+    with pytest.raises(ValueError, match="FEEDSIFT_ALLOW_ENDPOINTS: 'localhost' is not an ip:port"):
+        strict(allow_endpoints="localhost")  # refused when the settings are read, not fetch by fetch
     assert guard.attempts == [("127.0.0.1", port)]
 
 

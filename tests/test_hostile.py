@@ -65,7 +65,7 @@ def hostile_worker(service_env, feed_server, tmp_path_factory):
 
 def run(ctx, calls, timeout: float = 90):
     job = send_job(ctx, app, calls)
-    wait_for(lambda: job_finished(ctx.store, job, len(calls)), timeout=timeout, message=f"job {job}")
+    wait_for(lambda: job_finished(ctx, job), timeout=timeout, message=f"job {job}")
     return job
 
 

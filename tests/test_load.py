@@ -23,9 +23,7 @@ def test_20000_articles_200_feeds_2_processes(ctx, r, start_worker, feed_server)
     start_worker(concurrency=2)
     start = time.monotonic()
     job = send_job(ctx, app, [("feedsift.fetch_feed", [u], {}) for u in urls])
-    progress = wait_for(
-        lambda: job_finished(ctx.store, job, len(urls)), timeout=600, interval=0.5, message="20,000 articles"
-    )
+    progress = wait_for(lambda: job_finished(ctx, job), timeout=600, interval=0.5, message="20,000 articles")
     took = time.monotonic() - start
     print(
         f"\n20,000 articles from 200 feeds stored by 2 worker processes in {took:.1f} s ({20_000 / took:.0f} articles/s)"

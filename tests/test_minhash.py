@@ -171,16 +171,16 @@ def rss(items: list[tuple[str, str]]) -> bytes:
 def test_feed_boilerplate_is_remembered_across_polls():
     items = [(f"story {i}", f"<p>Story number {i} is about topic {i}.</p><p>{PODCAST}</p>") for i in range(5)]
     first = parse(rss(items), "f", "http://s.example/feed", time.time(), 100, 10_000)
-    assert first.boilerplate and all(PODCAST not in a["text"] for a in first.articles)
+    assert first.boilerplate and all(PODCAST not in a.text for a in first.articles)
     known = remember_lines([], first.boilerplate)
     # a later poll brings one new article: too few to learn from, the remembered lines still apply
     later = [("story 9", f"<p>Story number 9 is new.</p><p>{PODCAST}</p>")]
     alone = parse(rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000)
-    assert PODCAST in alone.articles[0]["text"]
+    assert PODCAST in alone.articles[0].text
     again = parse(
         rss(later), "f", "http://s.example/feed", time.time(), 100, 10_000, known_boilerplate=frozenset(known)
     )
-    assert again.articles[0]["text"] == "Story number 9 is new."
+    assert again.articles[0].text == "Story number 9 is new."
 
 
 def test_remember_lines_keeps_newest():

@@ -47,7 +47,7 @@ def test_real_feeds_ingest(ctx, r, worker, shared_data):
         for p in files
     ]
     job = send_job(ctx, app, calls)
-    wait_for(lambda: job_finished(ctx.store, job, len(calls)), timeout=240, interval=0.5, message="the real feeds")
+    wait_for(lambda: job_finished(ctx, job), timeout=240, interval=0.5, message="the real feeds")
     rows, empty, failed = [], [], []
     for p in files:
         source = f"real:{p.relative_to(root)}"

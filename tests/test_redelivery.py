@@ -16,8 +16,7 @@ import pytest
 
 from feedsift.workers import redelivery
 from feedsift.workers.app import app
-from tests.conftest import PREFIX
-from tests.harness import job_finished, send_job, wait_for
+from tests.harness import PREFIX, job_finished, send_job, wait_for
 from tests.test_faults import assert_stored_exactly_once, feeds, ingest_calls
 
 FETCH = PREFIX + "queue:fetch"
@@ -111,7 +110,7 @@ def test_lost_upload_and_lost_batch_are_stored_after_the_visibility_timeout(ctx,
     _take(r, PROCESS, batches[0])  # a batch lost the same way
 
     w = start_worker(concurrency=2, env={"FEEDSIFT_VISIBILITY_TIMEOUT": "2"})
-    wait_for(lambda: job_finished(ctx.store, job, len(docs)), timeout=90, message="every article, lost ones included")
+    wait_for(lambda: job_finished(ctx, job), timeout=90, message="every article, lost ones included")
     log = w.log_path.read_text()
     assert f"message {lost_upload} (feedsift.ingest_feed) was lost" in log
     assert f"message {batches[0]} (feedsift.process_articles) was lost" in log

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 
+from feedsift.workers import queues
 from feedsift.workers.keys import Keys
 from feedsift.workers.redelivery import Sweeper  # importing it also connects its publish and task-end hooks
 from feedsift.workers.settings import get_settings
 
-FETCH_QUEUE = "fetch"
-PROCESS_QUEUE = "process"
-
 
 def celery_config() -> dict:
-    s = get_settings()
+    try:
+        s = get_settings()
+    except ValueError as exc:  # a worker with a bad setting refuses to start, in one line
+        sys.exit(f"feedsift: {exc}")
     return {
         "broker_url": s.redis_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": s.visibility_timeout,
             # look for messages of dead workers often enough that they come back soon after the timeout
-            "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 4)),
+            "unacked_restore_interval": s.restore_interval,
             "unacked_restore_throttle": 1,
             "global_keyprefix": Keys(s.prefix).queue_prefix,
         },
@@ -31,13 +34,8 @@ def celery_config() -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": FETCH_QUEUE,
-        "task_routes": {
-            "feedsift.fetch_feed": {"queue": FETCH_QUEUE},
-            "feedsift.ingest_feed": {"queue": FETCH_QUEUE},
-            "feedsift.poll_feeds": {"queue": FETCH_QUEUE},
-            "feedsift.process_articles": {"queue": PROCESS_QUEUE},
-        },
+        "task_default_queue": queues.FETCH,
+        "task_routes": {name: {"queue": queue} for name, queue in queues.ROUTES.items()},
         "beat_schedule": {
             "poll-feeds": {"task": "feedsift.poll_feeds", "schedule": float(s.poll_interval)},
         }

@@ -34,7 +34,11 @@ def bundled_model_path() -> Path:
 
 def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        socket_timeout=settings.redis_socket_timeout or None,
+        socket_keepalive=True,
+        health_check_interval=30,
     )
 
 
@@ -53,7 +57,7 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.redis, self.keys)
+        return Store(self.redis, self.keys, self.settings.errors_maxlen, self.settings.job_ttl)
 
     @cached_property
     def hasher(self) -> MinHasher:

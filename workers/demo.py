@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
 
+from feedsift.workers import queues
 from feedsift.workers.embedded import EmbeddedRedis, redis_cli_binary
 
 console = Console()
@@ -27,33 +29,16 @@ def example_feeds() -> list[Path]:
     return sorted(p for p in here.glob("*") if p.suffix in (".xml", ".atom", ".rdf", ".rss"))
 
 
-def start_worker(env: dict, concurrency: int = 2) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "feedsift.workers.app",
-            "worker",
-            "-Q",
-            "fetch,process",
-            "-c",
-            str(concurrency),
-            "-l",
-            "WARNING",
-            "-n",
-            f"demo-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        start_new_session=True,
-    )
+def start_worker(env: dict, log: Path, concurrency: int = 2) -> subprocess.Popen:
+    """A worker whose banner and logs go to `log`, not into the tables a newcomer reads."""
+    argv = queues.worker_argv(concurrency=concurrency, loglevel="INFO", name=f"demo-{os.getpid()}@%h")
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def run(serve: bool | None = None) -> int:
-    from feedsift.workers import cli, settings
+    from feedsift.workers import settings, tables
+    from feedsift.workers.client import Client
 
     feeds = example_feeds()
     if not feeds:
@@ -67,13 +52,20 @@ def run(serve: bool | None = None) -> int:
         console.print(f"started a private Redis at [bold]{embedded.url}[/] (set FEEDSIFT_REDIS_URL to use your own)")
     os.environ.update(env)
     settings.get_settings.cache_clear()
-    worker = start_worker(env)
-    console.print(f"started a worker (pid {worker.pid}) on queues fetch and process")
+    log = Path(tempfile.gettempdir()) / f"feedsift-demo-worker-{os.getpid()}.log"
+    worker = start_worker(env, log)
+    console.print(f"started a worker (pid {worker.pid}) on queues {', '.join(queues.ALL)}; its log: {log}")
     try:
-        code = cli.submit([str(p) for p in feeds], wait=True, timeout=300)
-        if code:
-            return code
-        cli.articles(None, None, False, 100, False)
+        client = Client()
+        job, sent = client.submit([str(p) for p in feeds])
+        console.print(f"submitted {sent} example feed(s) as job {job}")
+        try:
+            progress = client.wait(job, timeout=300)
+        except TimeoutError as exc:
+            console.print(f"[red]{exc}; the worker's log is {log}[/]")
+            return 1
+        console.print(f"{progress.stored} new article(s) stored from {sent} feed(s); {progress.errors} feed error(s)")
+        console.print(tables.articles(client.articles(limit=100)))
         _how_to_inspect(env["FEEDSIFT_REDIS_URL"], settings.get_settings().prefix)
         if serve if serve is not None else sys.stdin.isatty():
             console.print("\nRedis and the worker keep running; press Ctrl-C to stop.")

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import feedparser
 
 from feedsift.models.text import html_to_text, recurring_lines, strip_furniture
+from feedsift.workers.article import Article
 from feedsift.workers.errors import FeedError
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|mc_cid|mc_eid|igshid|_hsenc|_hsmi|ref|ref_src|cmpid|ito)$", re.I)
@@ -29,9 +30,8 @@ MAX_FIELD_CHARS = 2000
 class ParsedFeed:
     title: str
     link: str
-    articles: list[dict]
+    articles: list[Article]
     warning: str = ""
-    total_entries: int = 0
     boilerplate: list[str] = field(default_factory=list)
 
 
@@ -116,23 +116,22 @@ def parse(
         url = (entry.get("link", "") or "")[:MAX_FIELD_CHARS]
         published = _timestamp(entry) or fetched_at
         articles.append(
-            {
-                "id": article_id(site, guid, url, title, clean),
-                "feed": feed,
-                "url": canonical_link(url) if url else "",
-                "guid": guid,
-                "title": title,
-                "published": published,
-                "text": clean,
-                "content_hash": content_hash(title, clean),
-            }
+            Article(
+                id=article_id(site, guid, url, title, clean),
+                feed=feed,
+                url=canonical_link(url) if url else "",
+                guid=guid,
+                title=title,
+                published=published,
+                text=clean,
+                content_hash=content_hash(title, clean),
+            )
         )
     return ParsedFeed(
         title=html_to_text(channel.get("title", ""))[:MAX_FIELD_CHARS],
         link=link[:MAX_FIELD_CHARS],
         articles=_unique(articles),
         warning=warning,
-        total_entries=total,
         boilerplate=sorted(learned),
     )
 
@@ -158,12 +157,13 @@ def _timestamp(entry) -> float | None:
     return None
 
 
-def _unique(articles: list[dict]) -> list[dict]:
+def _unique(articles: list[Article]) -> list[Article]:
     """A feed listing the same entry twice yields it once (the first)."""
-    seen, out = set(), []
+    seen: set[str] = set()
+    out = []
     for a in articles:
-        if a["id"] not in seen:
-            seen.add(a["id"])
+        if a.id not in seen:
+            seen.add(a.id)
             out.append(a)
     return out
 

@@ -90,20 +90,6 @@ def check_address(ip: str, allow_private: bool) -> None:
 
 
 @lru_cache(maxsize=8)
-def allowed_endpoints(spec: str) -> frozenset[tuple[Address, int]]:
-    """Parses `FEEDSIFT_ALLOW_ENDPOINTS`: comma-separated `ip:port` (IPv6 as `[ip]:port`)."""
-    out = set()
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        host, sep, port = item.rpartition(":")
-        try:
-            if not sep or not port.isdigit():
-                raise ValueError(item)
-            out.add((ipaddress.ip_address(host.strip("[]")), int(port)))
-        except ValueError:
-            raise ValueError(f"FEEDSIFT_ALLOW_ENDPOINTS: {item!r} is not an ip:port") from None
-    return frozenset(out)
-
-
 def resolve(host: str, port: int, allow_private: bool, allowed: frozenset = frozenset()) -> str:
     """Resolves `host` and returns an address to connect to, if every answer is allowed."""
     try:
@@ -195,11 +181,7 @@ class _Watchdog:
 
 def _get_once(url: str, settings: Settings, etag: str, modified: str, deadline: float) -> FetchResult:
     scheme, host, port = check_url(url)
-    try:
-        allowed = allowed_endpoints(settings.allow_endpoints)
-    except ValueError as exc:
-        raise PermanentFetchError(str(exc)) from None
-    ip = resolve(host, port, settings.allow_private_networks, allowed)
+    ip = resolve(host, port, settings.allow_private_networks, settings.endpoints)
     if time.monotonic() >= deadline:
         raise TransientFetchError(f"fetch deadline of {settings.fetch_deadline:g}s passed before connecting to {url}")
     parts = urlsplit(url.strip())

@@ -1,47 +1,40 @@
 """The near-duplicate index in Redis, kept by two Lua scripts.
 
 `index.lua` decides and inserts a whole batch in one atomic step (see its
-header for the layout and for why); `prune.lua` drops what is older than the
-window. Both are queued on the caller's pipeline, so a batch's index updates
-travel with its writes.
+header for the layout and why it lives in five keys); `prune.lua` drops what
+is older than the window. `decide` runs both in one round trip and returns
+the decisions; the caller writes them with the batch (`Store.apply_decisions`).
 
-Memory per indexed article: one fixed-width record (26 bytes + 2 per
-permutation) packed into shared chunk strings, plus one 8-byte bucket entry
-per band, per lead band and for the id, in bucket strings that linear hashing
-keeps about `LOAD` entries long. Strings have no compact-encoding limits to
-respect, so nothing depends on the server's `*-max-ziplist-*` configuration.
+Memory per indexed article: one fixed-width record (`MinHasher.layout`)
+packed into chunk strings, plus one 8-byte bucket entry per band, for the
+lead key and for the id, in bucket strings that linear hashing keeps about
+`LOAD` entries long. Strings have no compact-encoding limits to respect, so
+nothing depends on the server's `*-max-listpack-*` configuration.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import redis
 
-from feedsift.models.minhash import EXCERPT_MAX_RATIO, MIN_EXCERPT_SHINGLES, MinHasher, Sketch
+from feedsift.models.minhash import Decision, MinHasher, Sketch, Verdict, text_hash
 from feedsift.workers.keys import Keys
 
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
-LOAD = 128
-#: Containment of the shorter text in the longer at or above which it is flagged an excerpt.
-EXCERPT_CONTAINMENT = 0.85
-#: Bytes a record chunk may take (a jemalloc size class, less the string header).
-CHUNK_BYTES = 16384 - 16
+LOAD = 64
+#: Bytes a record chunk may take: small enough that rewriting one per batch is cheap.
+CHUNK_BYTES = 8192 - 64
+#: The index's keys, in the order the scripts take them.
+INDEX_KEYS = ("seq", "meta", "time", "docs", "buckets")
+PRUNE_KEYS = ("meta", "time", "docs", "buckets")
 
 
 def _script(name: str) -> str:
     return resources.files("feedsift.workers").joinpath(name).read_text()
-
-
-@dataclass(frozen=True)
-class Decision:
-    seq: int
-    duplicate_of: str
-    similarity: str
-    kind: str
-    cluster: str
 
 
 @dataclass(frozen=True)
@@ -62,63 +55,74 @@ class DuplicateIndex:
         hasher: MinHasher,
         threshold: float,
         window_days: int,
-        excerpt: float = EXCERPT_CONTAINMENT,
+        verdict: Verdict | None = None,
     ):
-        self.keys, self.hasher, self.threshold, self.excerpt = keys, hasher, threshold, excerpt
+        self.client, self.keys, self.hasher = client, keys, hasher
+        self.verdict = replace(verdict or Verdict(), near=threshold)
         self.window = window_days * 86400
         self.per_chunk = max(1, CHUNK_BYTES // hasher.record_size)
         self._index = client.register_script(_script("index.lua"))
         self._prune = client.register_script(_script("prune.lua"))
+        v, layout = self.verdict, hasher.layout
+        self._config = {
+            "layout": {name: [at, n] for name, at, n in layout.fields},
+            "record": layout.size,
+            "per_chunk": self.per_chunk,
+            "load": LOAD,
+            "near": v.near,
+            "names": v.names,
+            "excerpt": v.excerpt,
+            "excerpt_words": v.excerpt_words,
+            "excerpt_ratio": v.excerpt_ratio,
+            "slack": v.slack,
+        }
 
-    def add_batch(self, pipe, items: list[Item], now: float | None = None) -> None:
-        """Queues the decision and insertion of `items` on `pipe`; its reply is a list of decisions."""
+    def item(self, article_id: str, title: str, text: str, published: float) -> Item:
+        """What the index keeps of an article: its text hash and sketch (a text-less item falls back to its title)."""
+        body = text or title
+        return Item(article_id, text_hash(body), self.hasher.sketch(body), published)
+
+    def decide(self, items: list[Item], now: float | None = None) -> list[Decision]:
+        """Decides and inserts a batch in one atomic step, then drops what left the window; one round trip.
+
+        Deciding the same batch again (a re-delivery) gives the same decisions and changes nothing.
+        """
         if not items:
-            return
-        k, h = self.keys, self.hasher
-        args: list = [
-            self.threshold,
-            self.excerpt,
-            now or time.time(),
-            self.per_chunk,
-            h.record_size,
-            h.keys_per_article,
-            LOAD,
-            k.dedup(""),
-            k.article(""),
-            k.cluster(""),
-            MIN_EXCERPT_SHINGLES,
-            EXCERPT_MAX_RATIO,
-        ]
+            return []
+        now = time.time() if now is None else now
+        h = self.hasher
+        args: list = [json.dumps({**self._config, "now": now})]
         for it in items:
             args += [
                 it.article_id,
                 h.record(it.article_id, it.text_hash, it.sketch),
                 h.entries(it.article_id, it.sketch),
-                it.published,
             ]
-        self._index(keys=[k.dedup("seq"), k.dedup("meta"), k.dedup("time"), k.duplicates], args=args, client=pipe)
+        pipe = self.client.pipeline(transaction=False)
+        self._index(keys=[self.keys.dedup(k) for k in INDEX_KEYS], args=args, client=pipe)
+        self._queue_prune(pipe, now)
+        return [_decision(r) for r in pipe.execute()[0]]
 
-    def add(self, pipe, item: Item, now: float | None = None) -> None:
-        self.add_batch(pipe, [item], now)
+    def prune(self, now: float | None = None, chunks: int = 100, sweep: int = 64) -> tuple[int, int]:
+        """Drops entries indexed before `now - window`: (chunks dropped, bucket entries dropped)."""
+        pipe = self.client.pipeline(transaction=False)
+        self._queue_prune(pipe, now, chunks, sweep)
+        dropped, entries = pipe.execute()[0]
+        return int(dropped), int(entries)
 
-    def prune(self, pipe, now: float | None = None, chunks: int = 100, sweep: int = 64) -> None:
-        """Queues the removal of entries indexed before `now - window`; reply: [chunks dropped, entries dropped]."""
-        k = self.keys
+    def _queue_prune(self, pipe, now: float | None, chunks: int = 100, sweep: int = 64) -> None:
         self._prune(
-            keys=[k.dedup("meta"), k.dedup("time")],
-            args=[(now or time.time()) - self.window, chunks, sweep, self.per_chunk, k.dedup("")],
+            keys=[self.keys.dedup(k) for k in PRUNE_KEYS],
+            args=[(time.time() if now is None else now) - self.window, chunks, sweep, self.per_chunk],
             client=pipe,
         )
 
-    def memory(self, client: redis.Redis) -> dict[str, int]:
+    def memory(self) -> dict[str, int]:
         """Bytes the index's keys take (MEMORY USAGE), and how many articles it holds."""
-        total, keys = 0, 0
-        for key in client.scan_iter(match=self.keys.dedup("*"), count=1000):
-            total += client.memory_usage(key, samples=0) or 0
-            keys += 1
-        seq = int(client.get(self.keys.dedup("seq")) or 0)
-        return {"bytes": total, "keys": keys, "articles": seq}
+        total = sum(self.client.memory_usage(self.keys.dedup(k), samples=0) or 0 for k in INDEX_KEYS)
+        return {"bytes": total, "articles": int(self.client.get(self.keys.dedup("seq")) or 0)}
 
-    @staticmethod
-    def decisions(reply) -> list[Decision]:
-        return [Decision(int(r[0]), *((x.decode() if isinstance(x, bytes) else str(x)) for x in r[1:])) for r in reply]
+
+def _decision(reply) -> Decision:
+    aid, seq, other, kind, sim, cluster = (x.decode() if isinstance(x, bytes) else x for x in reply)
+    return Decision(aid, int(seq), other, kind, float(sim) if sim else 0.0, cluster)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from feedsift.workers.article import FIELDS
+
 #: (pattern, Redis type, what it holds) — patterns are shown with the default prefix.
 SCHEMA: list[tuple[str, str, str]] = [
-    (
-        "article:<id>",
-        "hash",
-        "one article: id, feed, url, guid, title, published, summary, text, topics, scores, "
-        "duplicate_of, duplicate_kind, similarity, cluster, model, processed_at, updated, content_hash",
-    ),
+    ("article:<id>", "hash", "one article: " + ", ".join(FIELDS)),
     ("articles", "zset", "every article id, scored by publication time (epoch seconds)"),
     ("topic:<topic>", "zset", "article ids tagged with the topic, scored by publication time"),
     ("duplicates", "zset", "article ids flagged as duplicates, scored by publication time"),
@@ -37,25 +34,30 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("model:current", "string", "version of the topic model workers use"),
     ("model:versions", "hash", "version -> JSON of the model's header (figures, thresholds, date)"),
     ("model:artifact:<version>", "string", "the model artifact (.npz bytes)"),
-    ("dedup:seq", "string", "counter that orders articles for the duplicate index"),
+    ("{dedup}:seq", "string", "counter that orders articles for the duplicate index"),
+    ("{dedup}:meta", "hash", "index state: level, split, entries (linear hashing of the buckets), cursor, sweep"),
+    ("{dedup}:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
     (
-        "dedup:doc:<n>",
-        "string",
-        "fixed-width index records of a run of sequence numbers: id, text hash, shingle count, "
-        "16-bit MinHash codes (binary)",
+        "{dedup}:docs",
+        "hash",
+        "record chunk n -> fixed-width index records of a run of sequence numbers: id, cluster root, text hash, "
+        "shingle and word counts, opening word hashes, 16-bit MinHash codes of names and of shingles (binary)",
     ),
     (
-        "dedup:bucket:<n>",
-        "string",
-        "LSH bucket n (linear hashing): 8-byte entries, band hash and sequence number (binary)",
+        "{dedup}:buckets",
+        "hash",
+        "LSH bucket n (linear hashing) -> 8-byte entries, band hash and sequence number (binary)",
     ),
-    ("dedup:meta", "hash", "index state: level, split, entries, cursor, sweep"),
-    ("dedup:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
     ("pending", "hash", "task id -> JSON of a task call sent and not yet ended (sent again if a dying worker lost it)"),
     ("pending:since", "zset", "task id of each pending call, scored by when it was sent or last found queued"),
     ("pending:lock", "string", "held for a moment by the worker sweeping for lost messages"),
     ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
 ]
+
+
+def text(value: bytes | str | None) -> str:
+    """A Redis reply as text ("" for a missing value)."""
+    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,8 @@ class Keys:
         return self._k("model", "artifact", version)
 
     def dedup(self, name: str) -> str:
-        """Index keys: dedup:seq, dedup:meta, dedup:time; dedup:doc: and dedup:bucket: are prefixes."""
-        return self._k("dedup", name)
+        """Index keys: {dedup}:seq, meta, time, docs, buckets; one hash tag, so one Redis Cluster slot."""
+        return self._k("{dedup}", name)
 
     @property
     def pending(self) -> str:

@@ -5,23 +5,21 @@ Tasks only add Celery's concerns (retries, dead letters) around these.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
 
-from feedsift.models.text import normalise, remember_lines, summary, words
+from feedsift.models.text import remember_lines, summary
 from feedsift.workers import feeds
+from feedsift.workers.article import Article, iso
 from feedsift.workers.context import Context
 from feedsift.workers.errors import FeedError, FeedsiftError, PermanentFetchError
 from feedsift.workers.fetch import fetch
-from feedsift.workers.index import Item
-from feedsift.workers.store import iso
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[list[dict], str | None], None]
+Enqueue = Callable[[list[Article], str | None], None]
 
 
 def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dict:
@@ -74,7 +72,7 @@ def take_document(
     s = ctx.settings
     now = time.time()
     try:
-        known = _boilerplate(ctx, fid)
+        known = ctx.store.boilerplate(fid)
         parsed = feeds.parse(
             document,
             fid,
@@ -94,9 +92,7 @@ def take_document(
     for start in range(0, len(fresh), s.batch_size):
         batch = fresh[start : start + s.batch_size]
         if job:
-            pipe = ctx.redis.pipeline(transaction=False)
-            ctx.store.job_expect(pipe, job, [a["id"] for a in batch])
-            pipe.execute()
+            ctx.store.job_expect(job, [a.id for a in batch])
         enqueue(batch, job)
     ctx.store.update_feed(
         fid,
@@ -114,16 +110,6 @@ def take_document(
     return {"feed": fid, "status": 200, "articles": len(parsed.articles), "new": len(fresh), "warning": parsed.warning}
 
 
-def _boilerplate(ctx: Context, fid: str) -> list[str]:
-    """The feed's boilerplate lines learned on earlier polls (a JSON list in its feed hash)."""
-    raw = ctx.redis.hget(ctx.keys.feed(fid), "boilerplate")
-    try:
-        lines = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    return [x for x in lines if isinstance(x, str)] if isinstance(lines, list) else []
-
-
 def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None) -> dict:
     """A feed that cannot be read: its state and the error stream say why."""
     message = str(exc)
@@ -139,58 +125,24 @@ def _finish_feed(ctx: Context, job: str | None, fid: str, error: bool = False) -
         ctx.store.job_feed_done(job, fid, error)
 
 
-def text_hash(text: str) -> str:
-    """Hash of the text's word sequence: texts differing only in case, punctuation or spacing are "exact" copies."""
-    return hashlib.blake2b(" ".join(words(normalise(text))).encode(), digest_size=8).hexdigest()
-
-
-def process_articles(ctx: Context, batch: list[dict], job: str | None) -> dict:
-    """Tags, signs and indexes a batch; all writes go in one pipeline."""
+def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dict:
+    """Tags, signs and indexes a batch, then stores it in one pipeline."""
     if not batch:
         return {"stored": 0}
     model = ctx.model()
-    docs = [model.document(a["title"], a["text"]) for a in batch]
-    probs = model.predict_proba(docs)
-    tags = model.tags(probs)
-    updated = [a["id"] for a in batch if a.get("updated")]
-    previous = {}
-    if updated:
-        pipe = ctx.redis.pipeline(transaction=False)
-        for aid in updated:
-            pipe.hget(ctx.keys.article(aid), "topics")
-        previous = {aid: (t or b"").decode().split(",") for aid, t in zip(updated, pipe.execute())}
-
+    probs = model.predict_proba([model.document(a.title, a.text) for a in batch])
     now = time.time()
-    pipe = ctx.redis.pipeline(transaction=False)
-    items: list[Item] = []
-    for article, p, topics in zip(batch, probs, tags):
-        aid = article["id"]
-        body = article["text"] or article["title"]
-        record = {
-            "id": aid,
-            "feed": article["feed"],
-            "url": article["url"],
-            "guid": article["guid"],
-            "title": article["title"],
-            "published": iso(article["published"]),
-            "summary": summary(article["text"] or article["title"]),
-            "text": article["text"],
-            "topics": ",".join(topics),
-            "scores": json.dumps({t: round(float(v), 4) for t, v in zip(model.topics, p)}),
-            "model": model.version,
-            "processed_at": iso(now),
-            "updated": "1" if article.get("updated") else "0",
-            "content_hash": article["content_hash"],
-        }
-        if aid in previous:
-            ctx.store.untag(pipe, aid, [t for t in previous[aid] if t and t not in topics])
-        ctx.store.write_article(pipe, record, topics, article["published"], article["content_hash"])
-        items.append(Item(aid, text_hash(body), ctx.hasher.sketch(body), article["published"]))
-    at = len(pipe)
-    ctx.index.add_batch(pipe, items, now)
-    if job:
-        ctx.store.job_done(pipe, job, [a["id"] for a in batch])
-    ctx.index.prune(pipe, now)
-    replies = pipe.execute()
-    duplicates = sum(1 for d in replies[at] if d[1])
+    done = [
+        a.with_(
+            summary=summary(a.text or a.title),
+            topics=tuple(topics),
+            scores={t: round(float(v), 4) for t, v in zip(model.topics, p)},
+            model=model.version,
+            processed_at=now,
+        )
+        for a, p, topics in zip(batch, probs, model.tags(probs))
+    ]
+    decisions = ctx.index.decide([ctx.index.item(a.id, a.title, a.text, a.published) for a in done], now)
+    ctx.store.save_batch(done, job, decisions)
+    duplicates = sum(1 for d in decisions if d.duplicate_of)
     return {"stored": len(batch), "duplicates": duplicates, "model": model.version}

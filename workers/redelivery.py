@@ -27,13 +27,13 @@ import redis
 from celery import bootsteps
 from celery.signals import before_task_publish, task_postrun
 
+from feedsift.workers import queues
 from feedsift.workers.keys import Keys
 
 log = logging.getLogger(__name__)
 
 #: Tasks whose messages are tracked; the beat's poll is sent again by the beat itself.
-TRACKED = frozenset({"feedsift.fetch_feed", "feedsift.ingest_feed", "feedsift.process_articles"})
-QUEUES = ("fetch", "process")
+TRACKED = frozenset(queues.ROUTES) - {"feedsift.poll_feeds"}
 #: kombu's priority sub-queues are named queue + "\x06\x16" + step.
 PRIORITY_STEPS = (0, 3, 6, 9)
 #: A message's task id in kombu's JSON envelope (bodies are base64, headers plain JSON).
@@ -57,7 +57,7 @@ def forget(client: redis.Redis, keys: Keys, task_id: str) -> None:
 
 
 def _queue_keys(keys: Keys) -> Iterable[str]:
-    for name in QUEUES:
+    for name in queues.ALL:
         for step in PRIORITY_STEPS:
             yield keys.queue(name) + (f"\x06\x16{step}" if step else "")
 
@@ -150,7 +150,7 @@ class Sweeper(bootsteps.StartStopStep):
 
     def start(self, worker):
         settings = _context().settings
-        self.interval = max(1, min(10, settings.visibility_timeout // 4))
+        self.interval = settings.restore_interval
         self.app = worker.app
         self.tref = worker.timer.call_repeatedly(self.interval, self.run)
 

@@ -14,13 +14,9 @@ import json
 import redis
 
 from feedsift.models.topics import TopicModel, read_header
-from feedsift.workers.keys import Keys
+from feedsift.workers.keys import Keys, text
 
 BUNDLED = "bundled"
-
-
-def _s(value) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def publish(r: redis.Redis, keys: Keys, model: TopicModel, make_current: bool = True) -> str:
@@ -36,7 +32,7 @@ def publish(r: redis.Redis, keys: Keys, model: TopicModel, make_current: bool = 
 
 
 def current(r: redis.Redis, keys: Keys) -> str | None:
-    return _s(r.get(keys.model_current))
+    return text(r.get(keys.model_current)) or None
 
 
 def versions(r: redis.Redis, keys: Keys) -> list[dict]:
@@ -44,7 +40,7 @@ def versions(r: redis.Redis, keys: Keys) -> list[dict]:
     out = []
     for version, header in r.hgetall(keys.model_versions).items():
         h = json.loads(header)
-        h["version"] = _s(version)
+        h["version"] = text(version)
         out.append(h)
     return sorted(out, key=lambda h: (h.get("meta", {}).get("trained_at", ""), h["version"]))
 

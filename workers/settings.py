@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 ENV_PREFIX = "FEEDSIFT_"
 
@@ -52,6 +53,39 @@ class Settings:
     model_path: str = ""
     #: User-Agent header of feed requests.
     user_agent: str = "feedsift/0.1 (feed reader)"
+    #: Seconds to connect to Redis before the call fails (and the task is retried later).
+    redis_connect_timeout: float = 5.0
+    #: Seconds a Redis reply may take; 0: no limit (a long Lua script under load is not an error).
+    redis_socket_timeout: float = 0.0
+    #: Entries kept in the error stream (approximately; older ones are trimmed).
+    errors_maxlen: int = 10_000
+    #: Seconds a submission's progress keys live after their last update.
+    job_ttl: int = 7 * 86400
+
+    def __post_init__(self) -> None:
+        """Refuses a setting that would only fail later, task by task."""
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is out of range [{low:g}, {high:g}]")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{ENV_PREFIX}REDIS_URL={self.redis_url!r} is not a redis://, rediss:// or unix:// URL")
+        if not self.prefix or any(c in self.prefix for c in " {}*?"):
+            raise ValueError(
+                f"{ENV_PREFIX}PREFIX={self.prefix!r} must be non-empty, without spaces, braces or glob characters"
+            )
+        _ = self.endpoints
+
+    @cached_property
+    def endpoints(self) -> frozenset:
+        """`allow_endpoints` parsed: (address, port) pairs."""
+        return parse_endpoints(self.allow_endpoints)
+
+    @property
+    def restore_interval(self) -> int:
+        """Seconds between two looks for messages of dead workers: often enough that they come back soon
+        after the visibility timeout, rarely enough to cost nothing."""
+        return max(1, min(10, self.visibility_timeout // 4))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +97,43 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, raw, type(f.default))
         return cls(**values)
+
+
+#: (setting, lowest, highest) allowed.
+_RANGES = (
+    ("batch_size", 1, 10_000),
+    ("dedup_threshold", 0.05, 1.0),
+    ("dedup_window_days", 1, 36_500),
+    ("max_feed_bytes", 1, 1 << 34),
+    ("max_entries", 1, 1_000_000),
+    ("max_article_chars", 1, 1 << 30),
+    ("connect_timeout", 0.01, 3600),
+    ("read_timeout", 0.01, 3600),
+    ("fetch_deadline", 0.01, 86400),
+    ("max_redirects", 0, 100),
+    ("fetch_retries", 0, 1000),
+    ("process_attempts", 1, 1000),
+    ("visibility_timeout", 1, 1 << 31),
+    ("poll_interval", 0, 1 << 31),
+    ("redis_connect_timeout", 0.01, 3600),
+    ("redis_socket_timeout", 0, 3600),
+    ("errors_maxlen", 1, 1 << 31),
+    ("job_ttl", 1, 1 << 31),
+)
+
+
+def parse_endpoints(spec: str) -> frozenset[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+    """`FEEDSIFT_ALLOW_ENDPOINTS`: comma-separated `ip:port` (IPv6 as `[ip]:port`)."""
+    out = set()
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        host, sep, port = item.rpartition(":")
+        try:
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(item)
+            out.add((ipaddress.ip_address(host.strip("[]")), int(port)))
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}ALLOW_ENDPOINTS: {item!r} is not an ip:port") from None
+    return frozenset(out)
 
 
 def _parse(name: str, raw: str, kind: type):

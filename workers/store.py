@@ -10,33 +10,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import redis
 
-from feedsift.workers.keys import Keys
+from feedsift.models.minhash import Decision
+from feedsift.workers.article import Article, iso
+from feedsift.workers.keys import Keys, text
 
-ERRORS_MAXLEN = 10_000
-JOB_TTL = 7 * 86400
-
-
-def iso(ts: float | str | None) -> str:
-    if ts in (None, ""):
-        return ""
-    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
+#: Characters kept of one error message (the stream is for reading, not for dumps).
+ERROR_MESSAGE_CHARS = 2000
 
 
 class Store:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    def __init__(self, client: redis.Redis, keys: Keys, errors_maxlen: int = 10_000, job_ttl: int = 7 * 86400):
         self.r, self.keys = client, keys
+        self.errors_maxlen, self.job_ttl = errors_maxlen, job_ttl
 
     # -- feeds --------------------------------------------------------------
     def feed(self, feed_id: str) -> dict[str, str]:
-        return {_s(k): _s(v) for k, v in self.r.hgetall(self.keys.feed(feed_id)).items()}
+        return {text(k): text(v) for k, v in self.r.hgetall(self.keys.feed(feed_id)).items()}
 
     def register_feed(self, feed_id: str, url: str) -> None:
         pipe = self.r.pipeline(transaction=False)
@@ -44,11 +36,20 @@ class Store:
         pipe.zadd(self.keys.feeds, {feed_id: time.time()}, nx=True)
         pipe.execute()
 
+    def boilerplate(self, feed_id: str) -> list[str]:
+        """The feed's boilerplate lines learned on earlier polls (a JSON list in its feed hash)."""
+        raw = self.r.hget(self.keys.feed(feed_id), "boilerplate")
+        try:
+            lines = json.loads(raw) if raw else []
+        except ValueError:
+            return []
+        return [x for x in lines if isinstance(x, str)] if isinstance(lines, list) else []
+
     def update_feed(self, feed_id: str, **fields) -> None:
-        self.r.hset(self.keys.feed(feed_id), mapping={k: _s(v) for k, v in fields.items()})
+        self.r.hset(self.keys.feed(feed_id), mapping={k: text(v) for k, v in fields.items()})
 
     def feeds(self) -> list[dict[str, str]]:
-        ids = [_s(i) for i in self.r.zrange(self.keys.feeds, 0, -1)]
+        ids = [text(i) for i in self.r.zrange(self.keys.feeds, 0, -1)]
         pipe = self.r.pipeline(transaction=False)
         for fid in ids:
             pipe.hgetall(self.keys.feed(fid))
@@ -56,27 +57,27 @@ class Store:
         replies = pipe.execute()
         out = []
         for fid, state, count in zip(ids, replies[::2], replies[1::2]):
-            row = {"id": fid, **{_s(k): _s(v) for k, v in state.items()}}
+            row = {"id": fid, **{text(k): text(v) for k, v in state.items()}}
             row["articles"] = str(count)
             out.append(row)
         return out
 
     # -- articles -------------------------------------------------------------
-    def unseen(self, articles: list[dict]) -> list[dict]:
+    def unseen(self, articles: list[Article]) -> list[Article]:
         """Articles never stored, or stored with other content (then marked updated)."""
         if not articles:
             return []
-        known = self.r.hmget(self.keys.seen, [a["id"] for a in articles])
+        known = self.r.hmget(self.keys.seen, [a.id for a in articles])
         out = []
         for article, stored in zip(articles, known):
             if stored is None:
                 out.append(article)
-            elif _s(stored) != article["content_hash"]:
-                out.append({**article, "updated": 1})
+            elif text(stored) != article.content_hash:
+                out.append(article.with_(updated=True))
         return out
 
     def article(self, article_id: str) -> dict[str, str]:
-        return {_s(k): _s(v) for k, v in self.r.hgetall(self.keys.article(article_id)).items()}
+        return {text(k): text(v) for k, v in self.r.hgetall(self.keys.article(article_id)).items()}
 
     def article_ids(
         self, topic: str | None = None, feed: str | None = None, duplicates: bool = False, limit: int = 100
@@ -90,10 +91,10 @@ class Store:
         if not sources:
             sources = [self.keys.articles]
         if len(sources) == 1:
-            return [_s(i) for i in self.r.zrevrange(sources[0], 0, limit - 1)]
+            return [text(i) for i in self.r.zrevrange(sources[0], 0, limit - 1)]
         ranked = None
         for key in sources:
-            scored = {_s(m): s for m, s in self.r.zrange(key, 0, -1, withscores=True)}
+            scored = {text(m): s for m, s in self.r.zrange(key, 0, -1, withscores=True)}
             ranked = scored if ranked is None else {m: s for m, s in ranked.items() if m in scored}
         return [m for m, _ in sorted(ranked.items(), key=lambda kv: -kv[1])][:limit]
 
@@ -102,10 +103,10 @@ class Store:
         ids = list(ids)
         for i in ids:
             pipe.hgetall(self.keys.article(i))
-        return [{_s(k): _s(v) for k, v in h.items()} for h in pipe.execute() if h]
+        return [{text(k): text(v) for k, v in h.items()} for h in pipe.execute() if h]
 
     def cluster(self, canonical_id: str) -> list[str]:
-        return sorted(_s(m) for m in self.r.smembers(self.keys.cluster(canonical_id)))
+        return sorted(text(m) for m in self.r.smembers(self.keys.cluster(canonical_id)))
 
     def clusters(self, limit: int = 100) -> list[dict]:
         """Duplicate clusters whose newest duplicate is among the latest flagged, newest first:
@@ -113,12 +114,12 @@ class Store:
         fields = ("cluster", "duplicate_of", "duplicate_kind", "similarity", "title")
         roots: list[str] = []
         for start in range(0, self.r.zcard(self.keys.duplicates), 1000):
-            ids = [_s(i) for i in self.r.zrevrange(self.keys.duplicates, start, start + 999)]
+            ids = [text(i) for i in self.r.zrevrange(self.keys.duplicates, start, start + 999)]
             pipe = self.r.pipeline(transaction=False)
             for i in ids:
                 pipe.hget(self.keys.article(i), "cluster")
             for root in pipe.execute():
-                root = _s(root)
+                root = text(root)
                 if root and root not in roots:
                     roots.append(root)
             if len(roots) >= limit:
@@ -127,7 +128,7 @@ class Store:
         pipe = self.r.pipeline(transaction=False)
         for root in roots:
             pipe.smembers(self.keys.cluster(root))
-        members = [sorted(_s(m) for m in ms) for ms in pipe.execute()]
+        members = [sorted(text(m) for m in ms) for ms in pipe.execute()]
         pipe = self.r.pipeline(transaction=False)
         for root, ms in zip(roots, members):
             for i in [root] + ms:
@@ -135,10 +136,10 @@ class Store:
         replies = iter(pipe.execute())
         out = []
         for root, ms in zip(roots, members):
-            head = dict(zip(fields, (_s(v) for v in next(replies))))
+            head = dict(zip(fields, (text(v) for v in next(replies))))
             rows = []
             for i in ms:
-                f = dict(zip(fields, (_s(v) for v in next(replies))))
+                f = dict(zip(fields, (text(v) for v in next(replies))))
                 if i != root:
                     rows.append(
                         {
@@ -152,37 +153,78 @@ class Store:
             out.append({"canonical": root, "title": head["title"], "members": rows})
         return out
 
-    def write_article(
-        self, pipe, record: dict[str, str], topics: list[str], published: float, content_hash: str
-    ) -> None:
-        """Queues an article's record and indexes on `pipe` (the batch's one pipeline)."""
-        k, aid = self.keys, record["id"]
-        pipe.hset(k.article(aid), mapping=record)
-        pipe.zadd(k.articles, {aid: published})
-        pipe.zadd(k.feed_articles(record["feed"]), {aid: published})
-        for topic in topics:
-            pipe.zadd(k.topic(topic), {aid: published})
-        pipe.hset(k.seen, aid, content_hash)
+    def save_batch(self, articles: list[Article], job: str | None = None, decisions: Iterable[Decision] = ()) -> None:
+        """Writes processed articles with their indexes in one pipeline; an updated article loses the
+        topics it no longer has. Writing the same batch twice leaves Redis as writing it once."""
+        k = self.keys
+        updated = [a.id for a in articles if a.updated]
+        previous: dict[str, list[str]] = {}
+        if updated:
+            pipe = self.r.pipeline(transaction=False)
+            for aid in updated:
+                pipe.hget(k.article(aid), "topics")
+            previous = {aid: text(t).split(",") for aid, t in zip(updated, pipe.execute())}
+        pipe = self.r.pipeline(transaction=False)
+        for a in articles:
+            for topic in previous.get(a.id, ()):
+                if topic and topic not in a.topics:
+                    pipe.zrem(k.topic(topic), a.id)
+            pipe.hset(k.article(a.id), mapping=a.to_record())
+            pipe.zadd(k.articles, {a.id: a.published})
+            pipe.zadd(k.feed_articles(a.feed), {a.id: a.published})
+            for topic in a.topics:
+                pipe.zadd(k.topic(topic), {a.id: a.published})
+            pipe.hset(k.seen, a.id, a.content_hash)
+        if job:
+            self._job_members(pipe, k.job_done(job), [a.id for a in articles])
+        self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles})
+        pipe.execute()
 
-    def untag(self, pipe, article_id: str, topics: Iterable[str]) -> None:
-        for topic in topics:
-            pipe.zrem(self.keys.topic(topic), article_id)
+    def apply_decisions(self, pipe, decisions: list[Decision], published: dict[str, float]) -> None:
+        """Queues on `pipe` what the duplicate index decided: the article fields, its cluster, the duplicates zset.
+
+        The index only returns decisions (its keys share one cluster slot, these do not). Clusters an
+        article leaves are read first, with one round trip; an earlier article outside `published`
+        keeps its score. Applying the same decisions twice leaves Redis as applying them once.
+        """
+        if not decisions:
+            return
+        k = self.keys
+        earlier = [d.article_id for d in decisions if d.duplicate_of and d.article_id not in published]
+        read = self.r.pipeline(transaction=False)
+        for d in decisions:
+            read.hget(k.article(d.article_id), "cluster")
+        for aid in earlier:
+            read.zscore(k.articles, aid)
+        replies = read.execute()
+        scores = {**dict(zip(earlier, replies[len(decisions) :])), **published}
+        for d, previous in zip(decisions, map(text, replies)):
+            aid = d.article_id
+            if d.duplicate_of:
+                if previous and previous not in (d.cluster, aid):
+                    pipe.srem(k.cluster(previous), aid)
+                pipe.sadd(k.cluster(d.cluster), d.cluster, aid)
+                pipe.hset(k.article(d.cluster), "cluster", d.cluster)
+                fields = {"duplicate_of": d.duplicate_of, "duplicate_kind": d.kind, "cluster": d.cluster}
+                pipe.hset(k.article(aid), mapping={**fields, "similarity": f"{d.similarity:.4f}"})
+                if scores.get(aid) is not None:
+                    pipe.zadd(k.duplicates, {aid: scores[aid]})
+            else:
+                if previous and previous != aid:  # a canonical keeps its own cluster
+                    pipe.srem(k.cluster(previous), aid)
+                    pipe.hset(k.article(aid), "cluster", "")
+                pipe.zrem(k.duplicates, aid)
+                pipe.hset(k.article(aid), mapping={"duplicate_of": "", "duplicate_kind": "", "similarity": ""})
 
     # -- errors ---------------------------------------------------------------
-    def record_error(self, feed_id: str, url: str, kind: str, message: str, pipe=None) -> None:
-        target = pipe or self.r.pipeline(transaction=False)
-        target.xadd(
-            self.keys.errors,
-            {"time": iso(time.time()), "feed": feed_id, "url": url, "kind": kind, "message": message[:2000]},
-            maxlen=ERRORS_MAXLEN,
-            approximate=True,
-        )
-        if pipe is None:
-            target.execute()
+    def record_error(self, feed_id: str, url: str, kind: str, message: str) -> None:
+        fields = {"time": iso(time.time()), "feed": feed_id, "url": url, "kind": kind}
+        fields["message"] = message[:ERROR_MESSAGE_CHARS]
+        self.r.xadd(self.keys.errors, fields, maxlen=self.errors_maxlen, approximate=True)
 
     def errors(self, count: int = 50) -> list[dict[str, str]]:
         return [
-            {"entry": _s(eid), **{_s(k): _s(v) for k, v in fields.items()}}
+            {"entry": text(eid), **{text(k): text(v) for k, v in fields.items()}}
             for eid, fields in self.r.xrevrange(self.keys.errors, count=count)
         ]
 
@@ -190,30 +232,29 @@ class Store:
         self.r.rpush(self.keys.deadletter, json.dumps(payload))
 
     # -- submission progress ------------------------------------------------
-    def job_add(self, job: str, pipe=None, **counts: int) -> None:
-        target = pipe or self.r.pipeline(transaction=False)
+    def job_add(self, job: str, **counts: int) -> None:
+        pipe = self.r.pipeline(transaction=False)
         for field, n in counts.items():
-            target.hincrby(self.keys.job(job), field, n)
-        target.expire(self.keys.job(job), JOB_TTL)
-        if pipe is None:
-            target.execute()
+            pipe.hincrby(self.keys.job(job), field, n)
+        pipe.expire(self.keys.job(job), self.job_ttl)
+        pipe.execute()
 
     def job_feed_done(self, job: str, fid: str, error: bool) -> None:
         """Marks a feed of the submission read; a message run twice (redelivered) marks it once."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.keys.job_feeds(job), fid, "error" if error else "ok")
-        pipe.expire(self.keys.job_feeds(job), JOB_TTL)
+        pipe.expire(self.keys.job_feeds(job), self.job_ttl)
         pipe.execute()
 
-    def job_expect(self, pipe, job: str, article_ids: list[str]) -> None:
-        if article_ids:
-            pipe.sadd(self.keys.job_articles(job), *article_ids)
-            pipe.expire(self.keys.job_articles(job), JOB_TTL)
+    def job_expect(self, job: str, article_ids: list[str]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        self._job_members(pipe, self.keys.job_articles(job), article_ids)
+        pipe.execute()
 
-    def job_done(self, pipe, job: str, article_ids: list[str]) -> None:
+    def _job_members(self, pipe, key: str, article_ids: list[str]) -> None:
         if article_ids:
-            pipe.sadd(self.keys.job_done(job), *article_ids)
-            pipe.expire(self.keys.job_done(job), JOB_TTL)
+            pipe.sadd(key, *article_ids)
+            pipe.expire(key, self.job_ttl)
 
     def job_progress(self, job: str) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
@@ -222,7 +263,7 @@ class Store:
         pipe.scard(self.keys.job_articles(job))
         pipe.scard(self.keys.job_done(job))
         state, outcomes, expected, done = pipe.execute()
-        out = {_s(k): int(v) for k, v in state.items()}
+        out = {text(k): int(v) for k, v in state.items()}
         out["feeds_done"], out["errors"] = len(outcomes), sum(1 for o in outcomes if o == b"error")
         out["articles"], out["stored"] = int(expected), int(done)
         return out

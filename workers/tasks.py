@@ -17,6 +17,7 @@ from celery.exceptions import Retry
 
 from feedsift.workers import pipeline
 from feedsift.workers.app import app
+from feedsift.workers.article import Article
 from feedsift.workers.context import context
 from feedsift.workers.errors import FeedError, InternalError, TransientFetchError
 from feedsift.workers.feeds import feed_id
@@ -27,9 +28,18 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
+#: Longest waits, in seconds, between tries: Redis coming back, a feed server recovering, a failing batch.
+REDIS_BACKOFF_CAP, FETCH_BACKOFF_CAP, BATCH_BACKOFF_CAP = 60, 300, 60
+
+
+def _backoff(task, cap: float) -> float:
+    """Seconds before the next try: 2, 4, 8, ... up to `cap`. The one back-off of every retry."""
+    return float(min(cap, 2 ** min(task.request.retries + 1, 20)))
+
+
 def _later(task, exc: Exception):
     log.warning("Redis unreachable, %s tried again later: %s", task.name, exc)
-    return task.retry(exc=exc, countdown=min(60, 2 ** min(task.request.retries + 1, 6)), max_retries=10**6)
+    return task.retry(exc=exc, countdown=_backoff(task, REDIS_BACKOFF_CAP), max_retries=10**6)
 
 
 def _unexpected(ctx, locator, exc: Exception, job) -> dict:
@@ -40,8 +50,8 @@ def _unexpected(ctx, locator, exc: Exception, job) -> dict:
     )
 
 
-def _enqueue(batch: list[dict], job: str | None) -> None:
-    process_articles.apply_async((batch,), {"job": job} if job else {})
+def _enqueue(batch: list[Article], job: str | None) -> None:
+    process_articles.apply_async(([a.to_message() for a in batch],), {"job": job} if job else {})
 
 
 @app.task(name="feedsift.fetch_feed", bind=True)
@@ -53,7 +63,7 @@ def fetch_feed(self, url: str, job: str | None = None) -> dict:
         return pipeline.fetch_feed(ctx, url, job, _enqueue)
     except TransientFetchError as exc:
         if self.request.retries < ctx.settings.fetch_retries:
-            raise self.retry(exc=exc, countdown=min(300, 2 ** (self.request.retries + 1)))
+            raise self.retry(exc=exc, countdown=_backoff(self, FETCH_BACKOFF_CAP))
         return pipeline.fail(ctx, feed_id(url), url, exc, job)
     except Retry:
         raise
@@ -96,7 +106,7 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
     """Tags, fingerprints, deduplicates and stores a batch; a batch that keeps failing is dead-lettered."""
     ctx = context()
     try:
-        return pipeline.process_articles(ctx, batch, job)
+        return pipeline.process_articles(ctx, [Article.from_message(a) for a in batch], job)
     except Retry:
         raise
     except REDIS_DOWN as exc:
@@ -105,7 +115,7 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
         attempt = self.request.retries + 1
         if attempt < ctx.settings.process_attempts:
             log.warning("batch failed (attempt %d): %s", attempt, exc)
-            raise self.retry(exc=exc, countdown=min(60, 2**attempt))
+            raise self.retry(exc=exc, countdown=_backoff(self, BATCH_BACKOFF_CAP))
         log.error("batch dead-lettered after %d attempts: %s", attempt, exc)
         ctx.store.dead_letter(
             {

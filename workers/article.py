@@ -1,0 +1,173 @@
+"""The one article type: parsed from a feed, sent in a batch as JSON, processed, stored as a hash.
+
+Every step uses `Article`; its fields are the hash's fields (`FIELDS`, the
+list the README's schema table gives), so a field added here reaches the
+task messages, Redis and the CLI in one edit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+
+
+def iso(ts: float | str | None) -> str:
+    """Epoch seconds as an ISO 8601 UTC string ("" for none): how times are written in Redis."""
+    if ts in (None, ""):
+        return ""
+    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(text: str) -> float:
+    """The inverse of `iso` (0.0 for "")."""
+    if not text:
+        return 0.0
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+#: Fields a batch message carries (the task API); the rest are set by processing.
+MESSAGE_FIELDS = ("id", "feed", "url", "guid", "title", "published", "text", "content_hash", "updated")
+
+
+@dataclass(frozen=True)
+class Article:
+    id: str
+    feed: str
+    url: str = ""
+    guid: str = ""
+    title: str = ""
+    #: Publication time, epoch seconds (the feed's date, else when it was fetched).
+    published: float = 0.0
+    #: Clean text (markup, boilerplate and furniture removed).
+    text: str = ""
+    content_hash: str = ""
+    #: Stored before with other content under the same id.
+    updated: bool = False
+    # -- set by processing ----------------------------------------------------
+    summary: str = ""
+    topics: tuple[str, ...] = ()
+    #: Topic -> probability, rounded to 4 places.
+    scores: dict[str, float] = field(default_factory=dict)
+    #: Version of the topic model that tagged it.
+    model: str = ""
+    processed_at: float = 0.0
+    # -- set by the duplicate index --------------------------------------------
+    duplicate_of: str = ""
+    duplicate_kind: str = ""
+    similarity: float | None = None
+    cluster: str = ""
+
+    # -- the task API's JSON form -------------------------------------------------
+    def to_message(self) -> dict:
+        out = {name: getattr(self, name) for name in MESSAGE_FIELDS}
+        if not self.updated:
+            del out["updated"]
+        else:
+            out["updated"] = 1
+        return out
+
+    @classmethod
+    def from_message(cls, data: object) -> Article:
+        """An article object of a batch; a malformed one is a ValueError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"an article is a JSON object, not {type(data).__name__}")
+        try:
+            return cls(
+                id=_text(data, "id", required=True),
+                feed=_text(data, "feed", required=True),
+                url=_text(data, "url"),
+                guid=_text(data, "guid"),
+                title=_text(data, "title"),
+                published=float(data.get("published") or 0.0),
+                text=_text(data, "text"),
+                content_hash=_text(data, "content_hash"),
+                updated=bool(data.get("updated")),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed article {str(data.get('id', '?'))[:40]!r}: {exc}") from None
+
+    # -- the Redis hash ---------------------------------------------------------------
+    def to_record(self) -> dict[str, str]:
+        """Flat string fields, as `redis-cli HGETALL` shows them. Duplicate fields are the index's to write."""
+        return {
+            "id": self.id,
+            "feed": self.feed,
+            "url": self.url,
+            "guid": self.guid,
+            "title": self.title,
+            "published": iso(self.published),
+            "summary": self.summary,
+            "text": self.text,
+            "topics": ",".join(self.topics),
+            "scores": json.dumps(self.scores),
+            "model": self.model,
+            "processed_at": iso(self.processed_at),
+            "updated": "1" if self.updated else "0",
+            "content_hash": self.content_hash,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, str]) -> Article:
+        similarity = record.get("similarity", "")
+        return cls(
+            id=record.get("id", ""),
+            feed=record.get("feed", ""),
+            url=record.get("url", ""),
+            guid=record.get("guid", ""),
+            title=record.get("title", ""),
+            published=epoch(record.get("published", "")),
+            text=record.get("text", ""),
+            content_hash=record.get("content_hash", ""),
+            updated=record.get("updated") == "1",
+            summary=record.get("summary", ""),
+            topics=tuple(t for t in record.get("topics", "").split(",") if t),
+            scores=json.loads(record["scores"]) if record.get("scores") else {},
+            model=record.get("model", ""),
+            processed_at=epoch(record.get("processed_at", "")),
+            duplicate_of=record.get("duplicate_of", ""),
+            duplicate_kind=record.get("duplicate_kind", ""),
+            similarity=float(similarity) if similarity else None,
+            cluster=record.get("cluster", ""),
+        )
+
+    def with_(self, **changes) -> Article:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: The article hash's fields, in the order the README lists them.
+FIELDS: tuple[str, ...] = (
+    "id",
+    "feed",
+    "url",
+    "guid",
+    "title",
+    "published",
+    "summary",
+    "text",
+    "topics",
+    "scores",
+    "duplicate_of",
+    "duplicate_kind",
+    "similarity",
+    "cluster",
+    "model",
+    "processed_at",
+    "updated",
+    "content_hash",
+)
+assert set(FIELDS) == {f.name for f in fields(Article)}, "FIELDS and Article disagree"
+
+
+def _text(data: dict, name: str, required: bool = False) -> str:
+    value = data.get(name, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is a JSON {type(value).__name__}, not a string")
+    if required and not value:
+        raise ValueError(f"{name} is missing")
+    return value
