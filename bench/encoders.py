@@ -12,7 +12,7 @@ probe needs nothing the project does not already install.
 Three feature sets, each with the shipped configuration's classifier, vector
 weight and threshold procedure:
 
-- shipped: hashed word TF-IDF + the mean WordLlama word vector (the baseline);
+- shipped: hashed word TF-IDF + the shipped static table's mean vector (the baseline);
 - + contextual: the encoder run over the first `--max-tokens` word pieces of
   title + text, appended as one more block;
 - + distilled: a static table made from the encoder by running every
@@ -20,7 +20,7 @@ weight and threshold procedure:
   Dongen, 2024, https://github.com/MinishLab/model2vec), centred; a word's
   vector is the mean of its word pieces' rows, cached per word, and a
   document's block the unit mean of its words' vectors, exactly as
-  `models/embeddings.py` does for the word vectors, and appended the way the
+  `models/embeddings.py` does for the shipped table, and appended the way the
   model appends them, so its cost is close to what shipping it would cost
   (the probe tokenises each text twice, so a little above it).
 
@@ -135,15 +135,15 @@ class Encoder:
             table[tok] = self.forward(ids, np.ones(ids.shape, dtype=np.float32)).mean(axis=1)
         return table - table.mean(axis=0)
 
-    def static(self, table: np.ndarray) -> embeddings.WordVectors:
+    def static(self, table: np.ndarray) -> embeddings.StaticVectors:
         """The distilled table behind the word-vector interface: per-word cache, one sparse product per batch."""
-        from tokenizers import Tokenizer
+        vocab = [""] * self.tokenizer.get_vocab_size()
+        for piece, i in self.tokenizer.get_vocab().items():
+            vocab[i] = piece
+        return embeddings.StaticVectors(table, embeddings.WordPiece(vocab), "minilm-distilled", self.digest)
 
-        own = Tokenizer.from_str(self.tokenizer.to_str())  # the encoder's one keeps its truncation
-        return embeddings.WordVectors.from_table(table, own, self.digest)
 
-
-def block(words: embeddings.WordVectors, docs: list[str]) -> np.ndarray:
+def block(words: embeddings.StaticVectors, docs: list[str]) -> np.ndarray:
     """Unit mean word vector of each document, over the same word tokens the TF-IDF reads."""
     toks = [tokens(d) for d in docs]
     return words.embed([t for ts in toks for t in ts], np.array([len(ts) for ts in toks]))

