@@ -28,7 +28,7 @@ def test_20000_articles_200_feeds_2_processes(ctx, r, start_worker, feed_server)
     print(
         f"\n20,000 articles from 200 feeds stored by 2 worker processes in {took:.1f} s ({20_000 / took:.0f} articles/s)"
     )
-    assert progress["articles"] == progress["stored"] == 20_000 and progress.get("errors", 0) == 0
+    assert progress.articles == progress.stored == 20_000 and progress.errors == 0
     assert ctx.store.errors(count=10) == []
     assert r.llen(ctx.keys.deadletter) == 0
     assert_stored_exactly_once(r, ctx.keys, 20_000)
