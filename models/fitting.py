@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.svm import LinearSVC
 
 from feedsift.models.metrics import best_threshold, scores
+
+DENSE_C = 1.0  # the meaning learner's regularisation, on unit-length vectors
 
 if TYPE_CHECKING:
     from feedsift.models.topics import TopicModel
@@ -39,10 +42,10 @@ def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: i
     coefs, intercepts, calib, thresholds = [], [], [], []
     oof = np.zeros(Y.shape, dtype=np.float32)
     cv = fold_splits(n, folds, seed, group)
+    learn = _fused if model.fusion and model._dense_width else _joint
     for j in range(Y.shape[1]):
-        oof[:, j] = cross_val_predict(classifier(model), X, Y[:, j], cv=cv, method="predict_proba")[:, 1]
+        oof[:, j], (w, c, a, b) = learn(model, X, Y[:, j], cv)
         thresholds.append(best_threshold(Y[:, j], oof[:, j]))
-        w, c, a, b = linear(classifier(model).fit(X, Y[:, j]))
         coefs.append(w)
         intercepts.append(c)
         calib.append((a, b))
@@ -58,6 +61,42 @@ def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: i
         "cv": scores(Y, oof >= model.thresholds_, model.topics),
     }
     return model
+
+
+def _joint(model: TopicModel, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
+    """One learner over every column: out-of-fold probabilities and (weights, intercept, a, b)."""
+    oof = cross_val_predict(classifier(model), X, y, cv=cv, method="predict_proba")[:, 1]
+    return oof, linear(classifier(model).fit(X, y))
+
+
+def _fused(model: TopicModel, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
+    """Words and meaning learned apart, their log-odds mixed `(1 - fusion) : fusion`, folded into one linear model.
+
+    Trained together, the words separate the written corpus on their own and the
+    vector columns get little weight; a learner that sees only the vectors has
+    to rely on meaning, which is what carries over to names the corpus lacks.
+    The mix of two calibrated linear scores is itself linear in the columns, so
+    the result is stored and run exactly like a single learner (a, b = -1, 0).
+    """
+    at = model._text_width
+    dims = np.arange(X.shape[1] - at)
+    scale = np.where(dims < model._vectors().dim, model.vector_weight, model.definition_weight)
+    words, dense = X[:, :at], X[:, at:].toarray() / scale  # the vectors at unit length, whatever their weight
+    meaning = LogisticRegression(C=DENSE_C, class_weight=model.class_weight, max_iter=3000)
+    f = model.fusion
+    oof_w = cross_val_predict(classifier(model), words, y, cv=cv, method="predict_proba")[:, 1]
+    oof_m = cross_val_predict(meaning, dense, y, cv=cv, method="predict_proba")[:, 1]
+    oof = expit((1 - f) * _logit(oof_w) + f * _logit(oof_m))
+    w_w, c_w, a, b = linear(classifier(model).fit(words, y))
+    m = meaning.fit(dense, y)
+    w = np.concatenate([-(1 - f) * a * w_w, f * m.coef_[0] / scale])
+    c = -(1 - f) * (a * c_w + b) + f * float(m.intercept_[0])
+    return oof, (w, c, -1.0, 0.0)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
 
 
 def classifier(model: TopicModel):

@@ -74,3 +74,20 @@ def intervals(Y: np.ndarray, pred: np.ndarray, topics: Iterable[str] = TOPICS, s
     out = {"micro_f1": f1(tp.sum(1), fp.sum(1), fn.sum(1))}
     out.update({t: f1(tp[:, j], fp[:, j], fn[:, j]) for j, t in enumerate(topics)})
     return {k: [round(float(v), 4) for v in np.percentile(s, [tail, 100 - tail])] for k, s in out.items()}
+
+
+def difference(Y: np.ndarray, pred: np.ndarray, other: np.ndarray, seed: int = 0) -> list[float]:
+    """Bootstrap 95% interval of micro-F1(pred) - micro-F1(other) on the same resampled articles.
+
+    Paired, so much narrower than the two separate intervals: an interval that
+    holds 0 means the two cannot be told apart on this data (a tie).
+    """
+    Y = np.asarray(Y).astype(bool)
+    n = len(Y)
+    W = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=BOOTSTRAP).astype(np.float64)
+    micro = []
+    for p in (pred, other):
+        tp, fp, fn = (W @ c.astype(np.float64) for c in _counts(Y, np.asarray(p).astype(bool)))
+        micro.append(f1(tp.sum(1), fp.sum(1), fn.sum(1)))
+    tail = (1 - LEVEL) / 2 * 100
+    return [round(float(v), 4) for v in np.percentile(micro[0] - micro[1], [tail, 100 - tail])]

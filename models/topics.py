@@ -75,6 +75,8 @@ class TopicModel:
     vector_weight: float = 0.25
     #: the mean vector's cosine to each topic's definition, times this, as one more column per topic (0: none)
     definition_weight: float = 0.0
+    #: 0: one learner over all columns; f > 0: words and vectors learned apart, log-odds mixed (1 - f) : f
+    fusion: float = 0.0
     topics: tuple[str, ...] = TOPICS
     vectors_: embeddings.StaticVectors | None = field(default=None, repr=False, compare=False)
     idf_: np.ndarray | None = field(default=None, repr=False)
@@ -108,6 +110,7 @@ class TopicModel:
             "word_vectors": self.word_vectors,
             "vector_weight": self.vector_weight,
             "definition_weight": self.definition_weight,
+            "fusion": self.fusion,
         }
 
     @property
@@ -352,6 +355,7 @@ class TopicModel:
                 word_vectors=p.get("word_vectors"),
                 vector_weight=p.get("vector_weight", 0.0),
                 definition_weight=p.get("definition_weight", 0.0),
+                fusion=p.get("fusion", 0.0),
                 topics=tuple(header["topics"]),
             )
             if model.word_vectors:

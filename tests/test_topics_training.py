@@ -124,6 +124,10 @@ def test_train_with_leads_and_evaluate_reports_buckets_and_mixups():
     assert model.oof_.shape == (len(data), 3) and set(model.meta_["cv"]) >= {"micro_f1", "macro_f1", *TOPICS}
     result = evaluate(model, data[:8] + [row(200, "Shares fall", "markets fell", d=1)])
     assert result["rows"] == 9 and "short (<100 words)" in result["by_length"]
+    lo, hi = result["micro_f1_ci"]
+    assert lo <= result["micro_f1"] <= hi
+    assert all(result[t]["f1_ci"][0] <= result[t]["f1"] <= result[t]["f1_ci"][1] for t in TOPICS)
+    assert "micro_f1_ci" in result["by_length"]["short (<100 words)"]
     assert result["by_length"]["short (<100 words)"]["rows"] == 9
     assert any(m["labelled"] == "diplomacy" for m in result["mixups"])
     assert all(c["error"] in ("false positive", "false negative") for c in result["confusions"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from feedsift.models.fitting import fold_splits
-from feedsift.models.metrics import best_threshold, scores
+from feedsift.models.metrics import best_threshold, difference, intervals, scores
 from feedsift.models.topics import TopicModel, labels
 
 SPORT = [
@@ -187,6 +187,30 @@ def test_scores_micro_and_macro():
     s = scores(Y, P)
     assert s["diplomacy"]["f1"] == 1.0 and s["politics"]["precision"] == 0.5
     assert s["micro_f1"] == round(2 * 3 / (2 * 3 + 1), 4)
+
+
+def test_intervals_bracket_the_figures_and_narrow_with_certainty():
+    rng = np.random.default_rng(3)
+    Y = rng.random((200, 3)) < 0.3
+    noisy = Y ^ (rng.random((200, 3)) < 0.15)
+    s, ci = scores(Y, noisy), intervals(Y, noisy)
+    assert ci["micro_f1"][0] < s["micro_f1"] < ci["micro_f1"][1]
+    for t in ("diplomacy", "sport", "politics"):
+        assert ci[t][0] < s[t]["f1"] < ci[t][1] and ci[t][1] - ci[t][0] < 0.4
+    assert intervals(Y, Y)["micro_f1"] == [1.0, 1.0]
+
+
+def test_paired_difference_tells_a_better_tagger_from_a_tie():
+    rng = np.random.default_rng(4)
+    Y = rng.random((300, 3)) < 0.3
+    worse = Y ^ (rng.random((300, 3)) < 0.2)
+    lo, hi = difference(Y, Y, worse)
+    assert 0 < lo < hi
+    assert difference(Y, worse, worse) == [0.0, 0.0]
+    slightly = worse.copy()
+    slightly[0] = Y[0]  # one article put right: not a difference this data can show
+    lo, hi = difference(Y, slightly, worse)
+    assert lo <= 0 <= hi
 
 
 def test_labels_require_every_topic():
