@@ -17,8 +17,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import feedparser
 
 from feedsift.models.text import html_to_text, recurring_lines, strip_furniture
+from feedsift.workers import fastfeed
 from feedsift.workers.article import Article
 from feedsift.workers.errors import FeedError
+from feedsift.workers.fastfeed import Channel, Entry
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|mc_cid|mc_eid|igshid|_hsenc|_hsmi|ref|ref_src|cmpid|ito)$", re.I)
 _ENTITY_DECL = re.compile(rb"<!DOCTYPE[^>\[]*\[[^\]]*<!ENTITY", re.I | re.S)
@@ -33,6 +35,8 @@ class ParsedFeed:
     articles: list[Article]
     warning: str = ""
     boilerplate: list[str] = field(default_factory=list)
+    #: Minutes the feed says it may be cached (RSS `<ttl>`; 0 when it does not say).
+    ttl: int = 0
 
 
 def feed_id(locator: str) -> str:
@@ -73,6 +77,7 @@ def parse(
     max_chars: int,
     charset: str | None = None,
     known_boilerplate: frozenset[str] = frozenset(),
+    fast: bool = True,
 ) -> ParsedFeed:
     """Parses a feed document (bytes only: feedparser never sees a path or a URL).
 
@@ -84,37 +89,27 @@ def parse(
         raise FeedError("empty document")
     if _ENTITY_DECL.search(document[:65536]):
         raise FeedError("document declares XML entities in its DTD; refused")
-    content_type = "application/xml" + (f"; charset={charset}" if charset else "")
-    parsed = feedparser.parse(io.BytesIO(document), response_headers={"content-type": content_type})
-    entries = parsed.entries
-    if not entries:
-        if not parsed.version:
-            raise FeedError(_not_a_feed_reason(document, parsed))
-        if parsed.bozo:
-            raise FeedError(f"malformed feed: {parsed.bozo_exception}")
-    warning = ""
-    if parsed.bozo and entries:
-        warning = f"malformed feed, {len(entries)} entries recovered: {parsed.bozo_exception}"
+    channel, warning = _read(document, charset, fast)
+    entries = channel.entries
     total = len(entries)
     if total > max_entries:
         warning = (warning + "; " if warning else "") + f"{total} entries, only the first {max_entries} read"
         entries = entries[:max_entries]
 
-    channel = parsed.feed
-    link = channel.get("link", "")
+    link = channel.link
     site = urlsplit(link).netloc.lower() or urlsplit(locator).netloc.lower() or locator
-    raw = [(e, html_to_text(_body(e))[:max_chars]) for e in entries]
+    raw = [(e, html_to_text(e.body)[:max_chars]) for e in entries]
     learned = recurring_lines([text for _, text in raw])
     boilerplate = learned | known_boilerplate
     articles = []
     for entry, text in raw:
-        title = html_to_text(entry.get("title", ""))[:MAX_FIELD_CHARS]
+        title = html_to_text(entry.title)[:MAX_FIELD_CHARS]
         clean = strip_furniture(text, boilerplate)
         if not title and not clean:
             continue
-        guid = (entry.get("id", "") or "")[:MAX_FIELD_CHARS]
-        url = (entry.get("link", "") or "")[:MAX_FIELD_CHARS]
-        published = _timestamp(entry) or fetched_at
+        guid = entry.guid[:MAX_FIELD_CHARS]
+        url = entry.link[:MAX_FIELD_CHARS]
+        published = entry.published or fetched_at
         articles.append(
             Article(
                 id=article_id(site, guid, url, title, clean),
@@ -128,12 +123,42 @@ def parse(
             )
         )
     return ParsedFeed(
-        title=html_to_text(channel.get("title", ""))[:MAX_FIELD_CHARS],
+        title=html_to_text(channel.title)[:MAX_FIELD_CHARS],
         link=link[:MAX_FIELD_CHARS],
         articles=_unique(articles),
         warning=warning,
         boilerplate=sorted(learned),
+        ttl=int(ttl) if (ttl := channel.ttl.strip()).isdigit() else 0,
     )
+
+
+def _read(document: bytes, charset: str | None, fast: bool) -> tuple[Channel, str]:
+    """The document's channel and entries (the fast path when it can, else feedparser), and a warning."""
+    if fast and (channel := fastfeed.read(document, charset)) is not None:
+        return channel, ""
+    content_type = "application/xml" + (f"; charset={charset}" if charset else "")
+    parsed = feedparser.parse(io.BytesIO(document), response_headers={"content-type": content_type})
+    if not parsed.entries:
+        if not parsed.version:
+            raise FeedError(_not_a_feed_reason(document, parsed))
+        if parsed.bozo:
+            raise FeedError(f"malformed feed: {parsed.bozo_exception}")
+    warning = ""
+    if parsed.bozo and parsed.entries:
+        warning = f"malformed feed, {len(parsed.entries)} entries recovered: {parsed.bozo_exception}"
+    entries = [
+        Entry(
+            title=e.get("title", "") or "",
+            guid=e.get("id", "") or "",
+            link=e.get("link", "") or "",
+            body=_body(e),
+            published=_timestamp(e),
+        )
+        for e in parsed.entries
+    ]
+    feed = parsed.feed
+    channel = Channel(feed.get("title", "") or "", feed.get("link", "") or "", entries, str(feed.get("ttl", "") or ""))
+    return channel, warning
 
 
 def _body(entry) -> str:
@@ -148,7 +173,7 @@ def _body(entry) -> str:
 
 def _timestamp(entry) -> float | None:
     for name in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(name)
+        value = dict.get(entry, name)  # not feedparser's deprecated updated -> published fallback
         if value:
             try:
                 return float(calendar.timegm(value))
