@@ -10,7 +10,9 @@ to measure its size. Prediction throughput is measured on full-length articles
 file when it is there), in one batch and one article at a time, on one core:
 run it with the BLAS thread variables set to 1 (the script sets them if unset). Times are
 CPU seconds of the process (`time.process_time`), the least of a few repeats, so a busy
-machine does not skew the ratio.
+machine does not skew the ratio. Memory: the resident set (VmRSS, and its peak VmHWM) of a
+fresh process that loads the saved artifact and tags a batch of the test articles, as a
+worker does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402  (only to size the baseline the way people ship it)
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -52,6 +56,28 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
+WORKER = """
+import json, sys
+from feedsift.models.topics import TopicModel
+model = TopicModel.load(sys.argv[1])
+docs = [model.document(t, x) for t, x in json.load(open(sys.argv[2]))]
+model.tags(model.predict_proba(docs))
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(json.dumps({k: int(status[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}))
+"""
+
+
+def resident_mb(model, batch: list[tuple[str, str]]) -> dict:
+    """Resident memory (MB) of a new process that loads the artifact and tags a batch, as a worker does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(f"{tmp}/m.npz")
+        Path(f"{tmp}/docs.json").write_text(json.dumps(batch))
+        out = subprocess.run(
+            [sys.executable, "-c", WORKER, f"{tmp}/m.npz", f"{tmp}/docs.json"], capture_output=True, text=True
+        )
+    return json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-300:]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeat", type=int, default=5, help="timed repeats; the best is kept")
@@ -71,6 +97,7 @@ def main() -> int:
     model = train(rows)
     ours_train = time.perf_counter() - start
     ours_size = len(model.to_bytes())
+    memory = resident_mb(model, batch[:500])
 
     def ours_batch():
         model.predict_proba([model.document(t, x) for t, x in batch])
@@ -115,6 +142,10 @@ def main() -> int:
             "feedsift (.npz)": ours_size,
             "sklearn (pickle)": base_size,
             "ratio": round(base_size / ours_size, 2),
+        },
+        "resident memory of a process with the model loaded, MB": {
+            "after tagging 500 articles": memory.get("VmRSS"),
+            "peak": memory.get("VmHWM"),
         },
         "batch of 2000, articles/s": {
             "feedsift": round(ours_b),

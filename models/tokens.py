@@ -9,14 +9,15 @@ whole arrays, several times faster than hashing every n-gram string.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from sklearn.utils import murmurhash3_32
 
 _TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
 _U64 = np.uint64
-# Token -> 32-bit murmur hash. Shared by every model (the hash has no per-model seed);
+# Token -> CRC-32 of its UTF-8 bytes (stdlib, so predicting needs no scikit-learn, which alone
+# would add 65 MB to a worker). Shared by every model (the hash has no per-model seed);
 # cleared when it grows past _CACHE_MAX so a long-running worker stays bounded.
 _HASHES: dict[str, int] = {}
 _CACHE_MAX = 200_000
@@ -45,7 +46,7 @@ def token_hashes(toks: list[str]) -> np.ndarray:
             _HASHES.clear()
             missing = set(toks)
         for t in missing:
-            _HASHES[t] = murmurhash3_32(t, seed=0, positive=True)
+            _HASHES[t] = zlib.crc32(t.encode())
     return np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
 
 

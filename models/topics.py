@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.feature_extraction.text import HashingVectorizer
 
 from feedsift.models import embeddings
 from feedsift.models.metrics import TOPICS, scores
@@ -66,7 +65,7 @@ class TopicModel:
     #: character n-grams read only the first `char_chars` characters (title and lead); 0: all of it
     char_chars: int = 0
     classifier: str = "svm"
-    C: float = 1.0
+    C: float = 0.5
     alpha: float = 1e-5
     class_weight: str | None = "balanced"
     title_weight: int = 2
@@ -151,7 +150,9 @@ class TopicModel:
         # ASCII text is already in normal form; folding is only needed (and only costs) otherwise.
         return doc if doc.isascii() else normalise(doc)
 
-    def _char_vectorizer(self) -> HashingVectorizer:
+    def _char_vectorizer(self):
+        from sklearn.feature_extraction.text import HashingVectorizer  # only character n-grams need it
+
         return HashingVectorizer(
             analyzer="char_wb",
             ngram_range=tuple(self.char_ngrams),
@@ -284,7 +285,9 @@ class TopicModel:
         if self.char_ngrams:
             text = doc if not self.char_chars else doc[: self.char_chars]
             grams = sorted(set(self._char_vectorizer().build_analyzer()(text)))
-            lookup = HashingVectorizer(analyzer=_identity, n_features=self.n_features, alternate_sign=False, norm=None)
+            lookup = type(self._char_vectorizer())(
+                analyzer=_identity, n_features=self.n_features, alternate_sign=False, norm=None
+            )
             if grams:
                 for gram, col in zip(grams, lookup.transform([[g] for g in grams]).indices):
                     found.setdefault(f"«{gram}»", self.n_features + int(col))

@@ -36,9 +36,9 @@ def test_document_vectors_are_unit_length_and_independent_of_the_batch():
 def test_cache_eviction_changes_nothing(monkeypatch):
     docs = ["the pitcher threw a no hitter", "the senate confirmed the nominee", "ceasefire talks resume in doha"]
     wv = embeddings.word_vectors()
-    want = embed(embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest), docs)
+    want = embed(embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest, wv.scale), docs)
     monkeypatch.setattr(embeddings, "_CACHE_MAX", 8)
-    small = embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest)
+    small = embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest, wv.scale)
     for _ in range(2):
         np.testing.assert_allclose(embed(small, docs), want, rtol=1e-6)
     assert len(small._index) <= 8 + len(set(tokens(" ".join(docs))))
@@ -47,9 +47,9 @@ def test_cache_eviction_changes_nothing(monkeypatch):
 def test_another_table_behind_the_same_cache():
     wv = embeddings.word_vectors()
     docs = ["the pitcher threw a no hitter", "ceasefire talks resume in doha"]
-    same = embeddings.StaticVectors(wv.table, wv.pieces, "same", wv.digest)
+    same = embeddings.StaticVectors(wv.table * wv.scale[:, None], wv.pieces, "same", wv.digest)  # float rows
     np.testing.assert_allclose(embed(same, docs), embed(wv, docs), rtol=1e-6)
-    flipped = embeddings.StaticVectors(-wv.table, wv.pieces, "flipped", wv.digest)
+    flipped = embeddings.StaticVectors(-wv.table, wv.pieces, "flipped", wv.digest, wv.scale)
     np.testing.assert_allclose(embed(flipped, docs), -embed(wv, docs), rtol=1e-6)
 
 
