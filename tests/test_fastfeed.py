@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,11 @@ def both(doc: bytes, charset: str | None = None):
 
     def run(fast: bool):
         try:
-            return parse(doc, "f", "https://feed.example/x", NOW, 1000, 100_000, charset=charset, fast=fast)
+            parsed = parse(doc, "f", "https://feed.example/x", NOW, 1000, 100_000, charset=charset, fast=fast)
         except FeedError as exc:
             return f"error: {exc}"
+        # the source hash is of what each parser hands over (feedparser's markup is sanitised): not compared
+        return replace(parsed, articles=[a.with_(source_hash="") for a in parsed.articles])
 
     return (run(True) if fastfeed.read(doc, charset) is not None else None), run(False)
 

@@ -85,3 +85,19 @@ def test_example_feeds_parse(name, count):
     feed = parse((EXAMPLES / name).read_bytes(), "f", "https://x.example/" + name, time.time(), 1000, 100_000)
     assert len(feed.articles) == count and not feed.warning
     assert not any("appeared first on" in a.text for a in feed.articles)
+
+
+def test_entries_stored_unchanged_are_dropped_before_cleaning():
+    first = p(RSS)
+    asked = []
+
+    def known(sources: dict[str, str]) -> set[str]:
+        asked.append(dict(sources))
+        return {first.articles[0].id} if sources.get(first.articles[0].id) == first.articles[0].source_hash else set()
+
+    again = parse(RSS, "feed1", "https://news.example/feed", 1_700_000_000.0, 1000, 100_000, known=known)
+    assert [a.title for a in again.articles] == ["Two"] and again.unchanged == 2  # "One" and its repeat
+    assert set(asked[0]) == {a.id for a in first.articles}  # every entry with a guid or link is asked about
+    edited = RSS.replace(b"Body one.", b"Body one, edited.")
+    changed = parse(edited, "feed1", "https://news.example/feed", 1_700_000_000.0, 1000, 100_000, known=known)
+    assert changed.unchanged == 0 and changed.articles[0].text == "Body one, edited."

@@ -27,7 +27,7 @@ def epoch(text: str) -> float:
 
 
 #: Fields a batch message carries (the task API); the rest are set by processing.
-MESSAGE_FIELDS = ("id", "feed", "url", "guid", "title", "published", "text", "content_hash", "updated")
+MESSAGE_FIELDS = ("id", "feed", "url", "guid", "title", "published", "text", "content_hash", "source_hash", "updated")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Article:
     #: Clean text (markup, boilerplate and furniture removed).
     text: str = ""
     content_hash: str = ""
+    #: Hash of the entry as the feed sent it (title and body before cleaning): a re-polled entry
+    #: whose hash is stored is dropped before any cleaning.
+    source_hash: str = ""
     #: Stored before with other content under the same id.
     updated: bool = False
     # -- set by processing ----------------------------------------------------
@@ -82,6 +85,7 @@ class Article:
                 published=float(data.get("published") or 0.0),
                 text=_text(data, "text"),
                 content_hash=_text(data, "content_hash"),
+                source_hash=_text(data, "source_hash"),
                 updated=bool(data.get("updated")),
             )
         except (TypeError, ValueError) as exc:
@@ -105,6 +109,7 @@ class Article:
             "processed_at": iso(self.processed_at),
             "updated": "1" if self.updated else "0",
             "content_hash": self.content_hash,
+            "source_hash": self.source_hash,
         }
 
     @classmethod
@@ -119,6 +124,7 @@ class Article:
             published=epoch(record.get("published", "")),
             text=record.get("text", ""),
             content_hash=record.get("content_hash", ""),
+            source_hash=record.get("source_hash", ""),
             updated=record.get("updated") == "1",
             summary=record.get("summary", ""),
             topics=tuple(t for t in record.get("topics", "").split(",") if t),
@@ -158,6 +164,7 @@ FIELDS: tuple[str, ...] = (
     "processed_at",
     "updated",
     "content_hash",
+    "source_hash",
 )
 assert set(FIELDS) == {f.name for f in fields(Article)}, "FIELDS and Article disagree"
 

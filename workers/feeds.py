@@ -11,6 +11,7 @@ import calendar
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -35,6 +36,8 @@ class ParsedFeed:
     articles: list[Article]
     warning: str = ""
     boilerplate: list[str] = field(default_factory=list)
+    #: Entries dropped before cleaning: stored before, unchanged since.
+    unchanged: int = 0
     #: Minutes the feed says it may be cached (RSS `<ttl>`; 0 when it does not say).
     ttl: int = 0
 
@@ -68,6 +71,15 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.blake2b(f"{title}\0{text}".encode(), digest_size=8).hexdigest()
 
 
+def source_hash(entry: Entry) -> str:
+    """Hash of an entry as the feed sent it: equal on a re-poll that changed nothing in it."""
+    return hashlib.blake2b(f"{entry.title}\0{entry.body}\0{entry.link}".encode(), digest_size=8).hexdigest()
+
+
+#: Given {article id: source hash} of a document's entries, the ids already stored from the same source.
+Known = Callable[[dict[str, str]], set[str]]
+
+
 def parse(
     document: bytes,
     feed: str,
@@ -78,12 +90,14 @@ def parse(
     charset: str | None = None,
     known_boilerplate: frozenset[str] = frozenset(),
     fast: bool = True,
+    known: Known | None = None,
 ) -> ParsedFeed:
     """Parses a feed document (bytes only: feedparser never sees a path or a URL).
 
     Lines recurring across this document's entries, and the feed's boilerplate
     learned from earlier polls (`known_boilerplate`, line keys), are removed
     from every entry's text; `ParsedFeed.boilerplate` lists what this document taught.
+    Entries `known` says are stored as they are now are dropped before cleaning (`ParsedFeed.unchanged`).
     """
     if not document or not document.strip():
         raise FeedError("empty document")
@@ -98,11 +112,28 @@ def parse(
 
     link = channel.link
     site = urlsplit(link).netloc.lower() or urlsplit(locator).netloc.lower() or locator
-    raw = [(e, html_to_text(e.body)[:max_chars]) for e in entries]
-    learned = recurring_lines([text for _, text in raw])
+    sources = [source_hash(e) for e in entries]
+    unchanged = 0
+    if known is not None:
+        # an entry with a guid or a link has its id before cleaning (one without is identified by its text)
+        ids = [
+            article_id(site, e.guid[:MAX_FIELD_CHARS], e.link[:MAX_FIELD_CHARS], "", "") if e.guid or e.link else ""
+            for e in entries
+        ]
+        first: dict[str, str] = {}
+        for i, h in zip(ids, sources):
+            if i:
+                first.setdefault(i, h)  # an entry listed twice is read once, the first (`_unique`)
+        stored = known(first)
+        if stored:
+            keep = [k for k, i in enumerate(ids) if i not in stored]
+            unchanged = len(entries) - len(keep)
+            entries, sources = [entries[k] for k in keep], [sources[k] for k in keep]
+    raw = [(e, h, html_to_text(e.body)[:max_chars]) for e, h in zip(entries, sources)]
+    learned = recurring_lines([text for _, _, text in raw])
     boilerplate = learned | known_boilerplate
     articles = []
-    for entry, text in raw:
+    for entry, source, text in raw:
         title = html_to_text(entry.title)[:MAX_FIELD_CHARS]
         clean = strip_furniture(text, boilerplate)
         if not title and not clean:
@@ -120,6 +151,7 @@ def parse(
                 published=published,
                 text=clean,
                 content_hash=content_hash(title, clean),
+                source_hash=source,
             )
         )
     return ParsedFeed(
@@ -128,6 +160,7 @@ def parse(
         articles=_unique(articles),
         warning=warning,
         boilerplate=sorted(learned),
+        unchanged=unchanged,
         ttl=int(ttl) if (ttl := channel.ttl.strip()).isdigit() else 0,
     )
 
