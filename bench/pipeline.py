@@ -46,6 +46,8 @@ from feedsift.workers.embedded import EmbeddedRedis
 from feedsift.workers.settings import Settings
 
 PREFIX = "bench:"
+#: redis-server to run (--redis-server); empty: the one bundled with feedsift.
+REDIS_SERVER = ""
 HERE = Path(__file__).resolve().parent
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -189,7 +191,7 @@ def memory_by_family(r: redis.Redis) -> dict[str, int]:
 
 def end_to_end(urls: list[str], processes: int, n: int, logs: Path) -> dict:
     """Submits every feed URL to a fresh Redis and `processes` worker processes; waits for every article."""
-    server = EmbeddedRedis().start()
+    server = EmbeddedRedis(binary=REDIS_SERVER).start()
     try:
         env = environment(server.url)
         app = use_redis(server.url)
@@ -259,7 +261,7 @@ def use_redis(url: str):
 
 def noop_baseline(messages: list[dict], processes: int, logs: Path) -> dict:
     """Each article sent as its own message to a task that does nothing."""
-    server = EmbeddedRedis().start()
+    server = EmbeddedRedis(binary=REDIS_SERVER).start()
     try:
         env = environment(server.url)
         worker = start_worker(env, processes, logs / f"noop-{processes}.log", app="noop_app", queue="noop")
@@ -286,7 +288,7 @@ def stages(urls: list[str]) -> tuple[dict[str, float], int]:
     from feedsift.workers import feeds as feed_parsing
     from feedsift.workers.fetch import fetch
 
-    server = EmbeddedRedis().start()
+    server = EmbeddedRedis(binary=REDIS_SERVER).start()
     try:
         settings = Settings(redis_url=server.url, prefix=PREFIX, allow_private_networks=True)
         ctx = Context(settings)
@@ -355,7 +357,10 @@ def main() -> None:
     ap.add_argument("--articles", type=int, default=10_000)
     ap.add_argument("--feeds", type=int, default=100)
     ap.add_argument("--processes", default="1,2")
+    ap.add_argument("--redis-server", default="", help="redis-server binary (default: the bundled one)")
     args = ap.parse_args()
+    global REDIS_SERVER
+    REDIS_SERVER = args.redis_server
 
     pool = articles(args.articles)
     per_feed = -(-len(pool) // args.feeds)
