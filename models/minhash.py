@@ -1,90 +1,158 @@
-"""MinHash sketches of word shingles, and the duplicate decision they support.
+"""MinHash sketches of articles, the record the duplicate index keeps, and the decision on two records.
 
 Everything here is pure: the Redis index (`workers/index.lua`) stores what
 `MinHasher.record` packs and decides exactly as `compare`/`MemoryIndex` do,
 which tests check against each other.
 
 Signatures must be identical in every worker process and on every machine,
-so shingles are hashed with CRC32 (stable, unlike Python's salted `hash()`)
-and the permutations come from a fixed seed.
+so words are hashed with CRC32 (stable, unlike Python's salted `hash()`) and
+the permutations come from a fixed seed.
 
-A sketch of a text holds:
-- `sig`: `num_perm` 32-bit minimums of the text's shingle hashes;
-- `lead`: `lead_perm` minimums over the shingles of its first `lead_words`
-  words, so that an excerpt (the opening of a longer story) and the full
-  story share LSH buckets even though their Jaccard similarity is low;
-- `size`: the number of distinct shingles (needed to turn the minimums into a
-  containment estimate).
+A sketch of a text holds three views, each for one kind of copy:
+- `sig`: minimums of its word k-gram hashes, cut into LSH bands. Their share
+  of equal values estimates Jaccard similarity: lightly edited copies.
+- `names`: minimums over its names and numbers (capitalised words inside a
+  sentence, digit runs). Template stories (match results, market reports)
+  share most k-grams and differ exactly there, so a near-duplicate must also
+  agree on them.
+- `lead`: a 16-bit hash of each of its first words, and one bucket key for
+  its first `lead_key_words` words. A teaser (the story's opening, often one
+  sentence) shares that key with its full story, and the word hashes verify
+  that the shorter text is the opening of the longer, word by word.
 
-What the index stores per article is small: each minimum is kept as a 16-bit
-monotone code (5-bit exponent, 11-bit mantissa: order is preserved and two
-different minimums almost never share a code), and each LSH band is reduced
-to a 32-bit hash.
+Each 32-bit minimum is stored as a 16-bit monotone code (5-bit exponent,
+11-bit mantissa: order is preserved and two different minimums almost never
+share a code), each LSH band as a 32-bit hash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from feedsift.models.text import normalise, words
 
 EMPTY = 0xFFFFFFFF
-#: bytes of the fixed part of a record: id (16, NUL padded), text hash (8), shingle count (2)
-RECORD_HEAD = 26
 ID_BYTES = 16
-#: Smallest shingle set that can count as an excerpt of another text.
-MIN_EXCERPT_SHINGLES = 10
-#: An excerpt is shorter than what it is taken from: at most this share of its shingles.
-EXCERPT_MAX_RATIO = 0.9
 
 KINDS = ("", "excerpt", "near", "exact")  # ranked: a better kind wins over a higher similarity
+
+# Names: a capitalised word that does not open a sentence; numbers: runs of digits.
+_CAPITAL = re.compile(r"\b[A-Z][\w'-]*")
+_DIGITS = re.compile(r"\d+")
+_OPENS = frozenset('.!?:;"\n')
 
 
 @dataclass(frozen=True)
 class Sketch:
     sig: np.ndarray  # uint32, num_perm
-    lead: np.ndarray  # uint32, lead_perm
-    size: int
+    names: np.ndarray  # uint32, name_perm
+    lead: np.ndarray  # uint16, hashes of the first lead_words words
+    lead_key: int | None  # hash of the first lead_key_words words; None for a shorter text
+    size: int  # distinct shingles
+    words: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Thresholds of the duplicate decision; every worker and the index use the same ones."""
+
+    #: Estimated Jaccard similarity of word shingles at or above which two texts are near-duplicates.
+    near: float = 0.5
+    #: Estimated share of names and numbers (of one text, found in the other) a near-duplicate needs as well.
+    names: float = 0.8
+    #: Share of a shorter text's opening words found at the opening of a longer one (or estimated
+    #: containment of its shingles) at or above which it is an excerpt.
+    excerpt: float = 0.9
+    #: Fewest words an excerpt has.
+    excerpt_words: int = 10
+    #: An excerpt is shorter than what it is taken from: at most this share of its shingles.
+    excerpt_ratio: float = 0.9
+    #: Words an opening word may be shifted by and still match (a word added or dropped).
+    slack: int = 3
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Byte layout of an index record: (name, offset, bytes) of each field, defined here only.
+
+    `index.lua` gets it by name (`fields`), so the two never disagree on an offset.
+    """
+
+    lead_words: int
+    name_perm: int
+    num_perm: int
+
+    @property
+    def fields(self) -> list[tuple[str, int, int]]:
+        sizes = [
+            ("id", ID_BYTES),  # NUL padded
+            ("root", ID_BYTES),  # id of the earliest article of its cluster (its own when canonical); set by the index
+            ("dup", 4),  # sequence number of the article it duplicates (0: none); set by the index
+            ("kind", 1),  # rank of its duplicate kind in KINDS; set by the index
+            ("sim", 2),  # its similarity, in ten-thousandths; set by the index
+            ("linked", 1),  # 1 once another article points to it (it heads a cluster or is inside one)
+            ("hash", 8),  # text hash: equal means an exact copy
+            ("size", 2),  # distinct shingles
+            ("words", 2),
+            ("lead", 2 * self.lead_words),  # 16-bit hashes of the first words
+            ("names", 2 * self.name_perm),  # 16-bit codes
+            ("codes", 2 * self.num_perm),  # 16-bit codes
+        ]
+        out, at = [], 0
+        for name, n in sizes:
+            out.append((name, at, n))
+            at += n
+        return out
+
+    @property
+    def size(self) -> int:
+        _, at, n = self.fields[-1]
+        return at + n
+
+    def slice(self, name: str) -> slice:
+        for f, at, n in self.fields:
+            if f == name:
+                return slice(at, at + n)
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
 class MinHasher:
     """Sketch parameters; every worker (and the index) must use the same ones."""
 
-    num_perm: int = 128
+    num_perm: int = 96
     bands: int = 32
-    shingle: int = 4
-    lead_words: int = 24
-    lead_perm: int = 16
-    lead_bands: int = 4
+    shingle: int = 3
+    name_perm: int = 32
+    lead_words: int = 32
+    lead_key_words: int = 8
     seed: int = 20261128
     _a: np.ndarray = field(init=False, repr=False, compare=False)
     _b: np.ndarray = field(init=False, repr=False, compare=False)
     _band_mul: np.ndarray = field(init=False, repr=False, compare=False)
-    _lead_mul: np.ndarray = field(init=False, repr=False, compare=False)
     _gram_mul: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.num_perm % self.bands:
             raise ValueError("num_perm must be a multiple of bands")
-        if self.lead_bands and (self.lead_perm % self.lead_bands or self.lead_perm > self.num_perm):
-            raise ValueError("lead_perm must be a multiple of lead_bands and at most num_perm")
+        if self.name_perm > self.num_perm or self.lead_key_words > self.lead_words:
+            raise ValueError("name_perm must be at most num_perm, lead_key_words at most lead_words")
         rng = np.random.default_rng(self.seed)
         # multiply-shift hashing: (a*x + b) mod 2^64, top 32 bits; a odd
         a = rng.integers(1, 2**63, size=self.num_perm, dtype=np.uint64) | np.uint64(1)
         b = rng.integers(0, 2**63, size=self.num_perm, dtype=np.uint64)
         # multilinear band hashing: sum(value_j * m_j) + m_0 mod 2^64, top 32 bits; one row of m per band
         band_mul = rng.integers(1, 2**63, size=(self.bands, self.rows + 1), dtype=np.uint64) | np.uint64(1)
-        lead_rows = self.lead_perm // self.lead_bands if self.lead_bands else 0
-        lead_mul = rng.integers(1, 2**63, size=(self.lead_bands, lead_rows + 1), dtype=np.uint64) | np.uint64(1)
         object.__setattr__(self, "_a", a)
         object.__setattr__(self, "_b", b)
         object.__setattr__(self, "_band_mul", band_mul)
-        object.__setattr__(self, "_lead_mul", lead_mul)
         # a k-gram's hash: sum of its words' CRC32 times one odd constant per position, mod 2^64
         gram_mul = np.random.default_rng(self.seed + 1).integers(
             1, 2**63, size=self.shingle, dtype=np.uint64
@@ -96,32 +164,35 @@ class MinHasher:
         return self.num_perm // self.bands
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.lead_words, self.name_perm, self.num_perm)
+
+    @property
     def record_size(self) -> int:
-        return RECORD_HEAD + 2 * self.num_perm
+        return self.layout.size
 
     @property
     def keys_per_article(self) -> int:
-        """Bucket entries one article takes: its bands, its lead bands and its id."""
-        return self.bands + self.lead_bands + 1
+        """Bucket entries an article of at least `lead_key_words` words takes: its bands, its lead key, its id."""
+        return self.bands + 2
 
     # -- shingles and minimums -----------------------------------------------
     def tokens(self, text: str) -> list[str]:
         return words(normalise(text))
 
-    def _grams(self, tokens: list[str]) -> np.ndarray:
-        if not tokens:
+    def _grams(self, t: np.ndarray) -> np.ndarray:
+        if not t.size:
             return np.zeros(0, dtype=np.uint64)
-        t = np.fromiter((zlib.crc32(w.encode()) for w in tokens), dtype=np.uint64, count=len(tokens))
-        n = max(1, len(tokens) - self.shingle + 1)  # a text shorter than k words is one gram
+        n = max(1, t.size - self.shingle + 1)  # a text shorter than k words is one gram
         acc = np.zeros(n, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            for j in range(min(self.shingle, len(tokens))):
+            for j in range(min(self.shingle, t.size)):
                 acc += t[j : j + n] * self._gram_mul[j]
         return np.unique(acc)
 
     def shingles(self, text: str) -> np.ndarray:
         """64-bit hash of each word k-gram, deduplicated (a set, as Jaccard wants)."""
-        return self._grams(self.tokens(text))
+        return self._grams(_crc(self.tokens(text)))
 
     def _minimums(self, h: np.ndarray, n: int) -> np.ndarray:
         if h.size == 0:
@@ -137,40 +208,59 @@ class MinHasher:
         return self._minimums(self.shingles(text), self.num_perm)
 
     def sketch(self, text: str) -> Sketch:
-        tokens = self.tokens(text)
-        h = self._grams(tokens)
-        lead = (
-            self._minimums(self._grams(tokens[: self.lead_words]), self.lead_perm)
-            if self.lead_bands
-            else np.zeros(0, np.uint32)
+        text = normalise(text)
+        tokens = words(text)
+        t = _crc(tokens)
+        h = self._grams(t)
+        names = _crc(list(names_and_numbers(text)), b"n\0")
+        lead = (t[: self.lead_words] & np.uint64(0xFFFF)).astype(np.uint16)
+        key = None
+        if len(tokens) >= self.lead_key_words:
+            key = zlib.crc32(" ".join(tokens[: self.lead_key_words]).encode(), 0x1EAD)
+        return Sketch(
+            self._minimums(h, self.num_perm),
+            self._minimums(names, self.name_perm),
+            lead,
+            key,
+            int(h.size),
+            len(tokens),
         )
-        return Sketch(self._minimums(h, self.num_perm), lead, int(h.size))
 
     # -- what the index stores -------------------------------------------------
     def band_hashes(self, sk: Sketch) -> np.ndarray:
-        """uint32 per band, then per lead band: a band's rows hashed together."""
-        out = [_multilinear(sk.sig.reshape(self.bands, self.rows), self._band_mul)]
-        if self.lead_bands:
-            out.append(_multilinear(sk.lead.reshape(self.lead_bands, -1), self._lead_mul))
-        return np.concatenate(out)
+        """uint32 per band, then the lead key if the text has one: the keys of its LSH buckets."""
+        out = _multilinear(sk.sig.reshape(self.bands, self.rows), self._band_mul)
+        if sk.lead_key is not None:
+            out = np.append(out, np.uint32(sk.lead_key))
+        return out
 
     def record(self, article_id: str, text_hash: str, sk: Sketch) -> bytes:
-        """Fixed-width record: id, text hash, shingle count, 16-bit codes of the minimums (big-endian)."""
+        """Fixed-width record in `layout` order, big-endian; `root` is left blank for the index to fill."""
         ident = article_id.encode()
         if len(ident) > ID_BYTES or b"\0" in ident or not ident:
             raise ValueError(f"article id {article_id!r} must be 1 to {ID_BYTES} bytes")
-        th = bytes.fromhex(text_hash)[:8].ljust(8, b"\0")
-        return (
-            ident.ljust(ID_BYTES, b"\0")
-            + th
-            + struct.pack(">H", min(sk.size, 0xFFFF))
-            + codes(sk.sig).astype(">u2").tobytes()
+        lead = np.zeros(self.lead_words, dtype=">u2")
+        lead[: sk.lead.size] = sk.lead
+        return b"".join(
+            (
+                ident.ljust(ID_BYTES, b"\0"),
+                bytes(ID_BYTES + 8),
+                bytes.fromhex(text_hash)[:8].ljust(8, b"\0"),
+                struct.pack(">HH", min(sk.size, 0xFFFF), min(sk.words, 0xFFFF)),
+                lead.tobytes(),
+                codes(sk.names).astype(">u2").tobytes(),
+                codes(sk.sig).astype(">u2").tobytes(),
+            )
         )
 
     def entries(self, article_id: str, sk: Sketch) -> bytes:
-        """The bucket keys of an article, 4 bytes each, big-endian: bands, lead bands, then its id."""
+        """The bucket keys of an article, 4 bytes each, big-endian: bands, lead key, then its id."""
         keys = np.append(self.band_hashes(sk), np.uint32(id_hash(article_id)))
         return keys.astype(">u4").tobytes()
+
+
+def _crc(items: list[str], salt: bytes = b"") -> np.ndarray:
+    return np.fromiter((zlib.crc32(salt + w.encode()) for w in items), dtype=np.uint64, count=len(items))
 
 
 def _multilinear(values: np.ndarray, mul: np.ndarray) -> np.ndarray:
@@ -179,6 +269,21 @@ def _multilinear(values: np.ndarray, mul: np.ndarray) -> np.ndarray:
         for j in range(values.shape[1]):
             acc += values[:, j].astype(np.uint64) * mul[:, j + 1]
     return (acc >> np.uint64(32)).astype(np.uint32)
+
+
+def names_and_numbers(text: str) -> set[str]:
+    """Capitalised words that do not open a sentence, lower-cased, and runs of digits."""
+    out = set(_DIGITS.findall(text))
+    for m in _CAPITAL.finditer(text):
+        before = text[max(0, m.start() - 3) : m.start()].rstrip(" '(")
+        if before and before[-1] not in _OPENS:
+            out.add(m.group().lower())
+    return out
+
+
+def text_hash(text: str) -> str:
+    """Hash of the text's word sequence: texts differing only in case, punctuation or spacing are "exact" copies."""
+    return hashlib.blake2b(" ".join(words(normalise(text))).encode(), digest_size=8).hexdigest()
 
 
 def id_hash(article_id: str) -> int:
@@ -193,10 +298,42 @@ def codes(sig: np.ndarray) -> np.ndarray:
     return np.where(e == 0, v, e * np.uint64(2048) + (v >> e)).astype(np.uint16)
 
 
-def unpack_record(blob: bytes) -> tuple[str, bytes, int, np.ndarray]:
-    ident = blob[:ID_BYTES].rstrip(b"\0").decode()
-    size = struct.unpack(">H", blob[24:26])[0]
-    return ident, blob[16:24], size, np.frombuffer(blob[RECORD_HEAD:], dtype=">u2").astype(np.int64)
+@dataclass(frozen=True)
+class Record:
+    """An index record, unpacked."""
+
+    id: str
+    root: str
+    dup: int
+    kind: int
+    sim: int
+    linked: int
+    hash: bytes
+    size: int
+    words: int
+    lead: np.ndarray
+    names: np.ndarray
+    codes: np.ndarray
+
+    @classmethod
+    def unpack(cls, blob: bytes, layout: Layout) -> Record:
+        f = {name: blob[at : at + n] for name, at, n in layout.fields}
+        size, nwords = struct.unpack(">HH", f["size"] + f["words"])
+        u2 = lambda b: np.frombuffer(b, dtype=">u2").astype(np.int64)  # noqa: E731
+        return cls(
+            f["id"].rstrip(b"\0").decode(),
+            f["root"].rstrip(b"\0").decode(),
+            int.from_bytes(f["dup"], "big"),
+            f["kind"][0],
+            int.from_bytes(f["sim"], "big"),
+            f["linked"][0],
+            f["hash"],
+            size,
+            nwords,
+            u2(f["lead"]),
+            u2(f["names"]),
+            u2(f["codes"]),
+        )
 
 
 # -- the decision ------------------------------------------------------------------
@@ -226,24 +363,50 @@ def containment(equal: int, less: int, more: int, a: int, b: int) -> float:
     return (lo + hi) / 2 / min(a, b)
 
 
-def compare(new: bytes, old: bytes, threshold: float, excerpt: float) -> tuple[str, float]:
-    """(kind, similarity) of a new record against an earlier one; kind "" when not a duplicate."""
-    _, th_new, size_new, c_new = unpack_record(new)
-    _, th_old, size_old, c_old = unpack_record(old)
-    n = c_new.size
-    equal = int(np.sum(c_new == c_old))
-    if th_new == th_old:
+def opening(short: Record, long: Record, lead_words: int, slack: int) -> float:
+    """Share of the shorter text's first words found at the opening of the longer, each within `slack` places."""
+    m, n = min(short.words, lead_words), min(long.words, lead_words)
+    if m == 0:
+        return 0.0
+    hit = 0
+    for i in range(m):
+        if short.lead[i] in long.lead[max(0, i - slack) : min(n, i + slack + 1)]:
+            hit += 1
+    return hit / m
+
+
+def names_contained(a: np.ndarray, b: np.ndarray) -> float:
+    """Estimated share of one text's names and numbers found in the other's, the larger of the two ways.
+
+    Per permutation the minimum of A∪B lies in A∩B (codes equal), in A\\B (A's code lower) or in B\\A;
+    equal / (equal + A-lower) estimates |A∩B| / |A|. A copy with a header or a paragraph added keeps
+    every name of its original; a template story has other names and numbers in both directions.
+    """
+    eq = int(np.count_nonzero(a == b))
+    if eq == 0:
+        return 0.0
+    return max(eq / (eq + int(np.count_nonzero(a < b))), eq / (eq + int(np.count_nonzero(a > b))))
+
+
+def compare(new: Record, old: Record, v: Verdict, lead_words: int) -> tuple[str, float]:
+    """(kind, similarity) of a record against an earlier one; kind "" when not a duplicate."""
+    if new.hash == old.hash:
         return "exact", 1.0
-    sim = equal / n
-    if sim >= threshold:
+    eq = new.codes == old.codes
+    sim = float(np.count_nonzero(eq)) / eq.size
+    if sim >= v.near and names_contained(new.names, old.names) >= v.names:
         return "near", sim
-    if size_new <= size_old:
-        a, b, less, more = size_new, size_old, int(np.sum(c_new < c_old)), int(np.sum(c_new > c_old))
-    else:
-        a, b, less, more = size_old, size_new, int(np.sum(c_old < c_new)), int(np.sum(c_old > c_new))
-    if a >= MIN_EXCERPT_SHINGLES and a <= EXCERPT_MAX_RATIO * b:
-        c = containment(equal, less, more, a, b)
-        if c >= excerpt:
+    short, long = (new, old) if new.words <= old.words else (old, new)
+    if short.words >= v.excerpt_words and short.size <= v.excerpt_ratio * long.size:
+        equal = int(np.count_nonzero(eq))
+        less, more = int(np.count_nonzero(short.codes < long.codes)), int(np.count_nonzero(short.codes > long.codes))
+        c = containment(equal, less, more, short.size, long.size)
+        teaser = short.words <= lead_words
+        o = opening(short, long, lead_words, v.slack)
+        # the opening of the longer text, word by word; a longer one also with no shingle outside it
+        if o >= v.excerpt and (teaser or less == 0):
+            return "excerpt", o if teaser or equal == 0 else c
+        if not teaser and c >= v.excerpt:
             return "excerpt", c
     return "", sim
 
@@ -259,60 +422,94 @@ def better(kind: str, sim: float, seq: int, best: tuple[str, float, int] | None)
     return seq < best[2]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
+    """The index's verdict on one article."""
+
+    article_id: str
     seq: int
     duplicate_of: str = ""
+    kind: str = ""  # "exact", "near", "excerpt" or "" (not a duplicate)
     similarity: float = 0.0
-    kind: str = ""
-    cluster: str = ""
+    cluster: str = ""  # id of the earliest-seen article of its cluster; "" when the article is alone
+
+
+def ten_thousandths(sim: float) -> int:
+    """A similarity as the index stores it (half up, as `index.lua` rounds)."""
+    return math.floor(sim * 10000 + 0.5)
 
 
 class MemoryIndex:
-    """The index's decision procedure without Redis: the reference for tests and the benchmark's sweep."""
+    """The index's decision procedure without Redis: the reference for tests and the benchmark's sweeps.
 
-    def __init__(self, hasher: MinHasher, threshold: float = 0.8, excerpt: float = 0.85):
-        self.hasher, self.threshold, self.excerpt = hasher, threshold, excerpt
-        self.records: dict[int, bytes] = {}
+    Decides like `index.lua`: an article points to its best earlier match and joins that match's
+    cluster. An earlier article that is the opening of the new one (a teaser) and is alone joins
+    the new one's cluster too, so a teaser seen first is not left out when the story it opens
+    matches something better; its changed verdict is returned after the new article's.
+    """
+
+    def __init__(self, hasher: MinHasher, verdict: Verdict | None = None):
+        self.hasher, self.verdict = hasher, verdict or Verdict()
+        self.layout = hasher.layout
+        self.records: dict[int, Record] = {}
         self.buckets: dict[int, list[int]] = {}
-        self.root: dict[str, str] = {}
         self.by_id: dict[str, int] = {}
         self.candidates = 0
 
-    def add(self, article_id: str, text_hash: str, sk: Sketch) -> Decision:
-        rec = self.hasher.record(article_id, text_hash, sk)
+    def _decision(self, seq: int) -> Decision:
+        rec = self.records[seq]
+        if not rec.dup:
+            return Decision(rec.id, seq)
+        other = self.records.get(rec.dup)
+        return Decision(rec.id, seq, other.id if other else rec.root, KINDS[rec.kind], rec.sim / 10000, rec.root)
+
+    def add(self, article_id: str, text_hash: str, sk: Sketch) -> list[Decision]:
+        """The decision on the article, then any earlier article's changed verdict."""
+        new = Record.unpack(self.hasher.record(article_id, text_hash, sk), self.layout)
         keys = self.hasher.band_hashes(sk).tolist()
         seq = self.by_id.get(article_id)
+        stored = self.records.get(seq) if seq else None
         if seq is None:
             seq = len(self.by_id) + 1
             self.by_id[article_id] = seq
         seen: set[int] = set()
-        best = None
+        best, teasers, again = None, [], []
         for h in keys:
             for cand in self.buckets.get(h, ()):
                 if cand < seq and cand not in seen:
                     seen.add(cand)
-                    kind, sim = compare(rec, self.records[cand], self.threshold, self.excerpt)
+                    old = self.records[cand]
+                    kind, sim = compare(new, old, self.verdict, self.hasher.lead_words)
                     if kind and better(kind, sim, cand, best):
                         best = (kind, sim, cand)
+                    if kind == "excerpt" and old.words <= new.words and old.root == old.id and not old.linked:
+                        teasers.append((cand, sim))
+                    elif old.dup == seq:
+                        again.append(cand)  # relabelled by this article before: the same verdict again
         self.candidates += len(seen)
-        self.records[seq] = rec
+        linked = stored.linked if stored else 0
+        if best is not None:
+            kind, sim, cand = best
+            old = self.records[cand]
+            root, dup, rank, tt = old.root or old.id, cand, KINDS.index(kind), ten_thousandths(sim)
+            self.records[cand] = replace(old, linked=1)
+        elif stored and stored.dup > seq:  # relabelled by a later article: keep that verdict
+            root, dup, rank, tt = stored.root, stored.dup, stored.kind, stored.sim
+        else:
+            root, dup, rank, tt = article_id, 0, 0, 0
+        teasers = [(c, s) for c, s in teasers if not best or c != best[2]]
+        if teasers:
+            linked = 1
+        self.records[seq] = replace(new, root=root, dup=dup, kind=rank, sim=tt, linked=linked)
+        for cand, sim in teasers:
+            self.records[cand] = replace(
+                self.records[cand], root=root, dup=seq, kind=KINDS.index("excerpt"), sim=ten_thousandths(sim)
+            )
         for h in keys:
             bucket = self.buckets.setdefault(h, [])
             if seq not in bucket:
                 bucket.append(seq)
-        if best is None:
-            return Decision(seq)
-        kind, sim, cand = best
-        other = unpack_record(self.records[cand])[0]
-        root = self.root.get(other, other)
-        self.root[article_id] = root
-        return Decision(seq, other, sim, kind, root)
-
-
-def similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
-    """Estimated Jaccard similarity: the share of equal minimums."""
-    return float(np.mean(np.asarray(sig_a) == np.asarray(sig_b)))
+        return [self._decision(seq)] + [self._decision(c) for c in sorted([c for c, _ in teasers] + again)]
 
 
 def jaccard(a: set | np.ndarray, b: set | np.ndarray) -> float:

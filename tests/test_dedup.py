@@ -13,7 +13,7 @@ import pytest
 from feedsift.models.minhash import MemoryIndex, text_hash
 from feedsift.workers.app import app
 from feedsift.workers.cli import main as cli
-from feedsift.workers.index import DuplicateIndex, Item
+from feedsift.workers.index import LOAD, Item
 from tests.harness import EXAMPLES, wait_for
 
 PREFIX = "fstest:"
@@ -56,39 +56,40 @@ def index_all(ctx, docs, now: float, batch: int = 50, index=None):
     decisions = []
     for start in range(0, len(docs), batch):
         items = [Item(aid, text_hash(t), h.sketch(t), now) for aid, t in docs[start : start + batch]]
+        decided = index.decide(items, now)
         pipe = ctx.redis.pipeline(transaction=False)
-        index.add_batch(pipe, items, now)
-        decisions += DuplicateIndex.decisions(pipe.execute()[0])
+        ctx.store.apply_decisions(pipe, decided, {it.article_id: now for it in items})
+        pipe.execute()
+        decisions += decided
     return decisions
 
 
 def test_lua_index_decides_like_the_reference(ctx, r):
     docs = corpus(1, 400)
     got = index_all(ctx, docs, time.time())
-    ref = MemoryIndex(ctx.hasher, ctx.settings.dedup_threshold, ctx.index.excerpt)
-    expected = [ref.add(aid, text_hash(t), ctx.hasher.sketch(t)) for aid, t in docs]
+    ref = MemoryIndex(ctx.hasher, ctx.index.verdict)
+    expected = [d for aid, t in docs for d in ref.add(aid, text_hash(t), ctx.hasher.sketch(t))]
     assert [(d.seq, d.duplicate_of, d.kind, d.cluster) for d in got] == [
         (e.seq, e.duplicate_of, e.kind, e.cluster) for e in expected
     ]
-    assert all(abs(float(d.similarity) - e.similarity) < 1e-4 for d, e in zip(got, expected) if d.kind)
+    assert all(abs(d.similarity - e.similarity) < 1e-4 for d, e in zip(got, expected) if d.kind)
     kinds = {d.kind for d in got}
     assert {"near", "excerpt", "exact"} <= kinds
     # every planted copy is flagged against its original (or the original against its excerpt, if later)
-    flagged = {frozenset((aid, d.duplicate_of)) for (aid, _), d in zip(docs, got) if d.duplicate_of}
+    flagged = {frozenset((d.article_id, d.duplicate_of)) for d in got if d.duplicate_of}
     planted = {frozenset((aid, "o" + aid[1:])) for aid, _ in docs if aid[0] in "nex"}
     assert planted <= flagged and len(flagged) == len(planted)
 
     # the same batches delivered again change nothing: same decisions, same numbers, no new entries
-    entries = int(r.hget(PREFIX + "dedup:meta", "entries"))
+    entries = int(r.hget(PREFIX + "{dedup}:meta", "entries"))
     again = index_all(ctx, docs, time.time())
     assert again == got
-    assert int(r.hget(PREFIX + "dedup:meta", "entries")) == entries and int(r.get(PREFIX + "dedup:seq")) == len(docs)
+    assert int(r.hget(PREFIX + "{dedup}:meta", "entries")) == entries and int(r.get(PREFIX + "{dedup}:seq")) == len(
+        docs
+    )
     # the article hashes carry the decision, clusters list their members
     some = next(d for d in got if d.kind == "excerpt")
-    rec = {
-        k.decode(): v.decode()
-        for k, v in r.hgetall(PREFIX + "article:" + next(a for (a, _), d in zip(docs, got) if d is some)).items()
-    }
+    rec = {k.decode(): v.decode() for k, v in r.hgetall(PREFIX + "article:" + some.article_id).items()}
     assert rec["duplicate_kind"] == "excerpt" and rec["cluster"] == some.cluster
     assert r.sismember(PREFIX + "cluster:" + some.cluster, some.duplicate_of)
 
@@ -108,53 +109,72 @@ def test_updated_article_keeps_its_number_and_is_judged_on_new_text(ctx, r):
     assert r.zscore(PREFIX + "duplicates", "b") is None
 
 
+def test_a_teaser_seen_first_joins_the_cluster_of_its_story(ctx, r):
+    rng = random.Random(21)
+    text = story(rng, 300)
+    teaser = " ".join(text.split()[:20]) + " [\u2026]"
+    # a copy whose opening differs (a header line) matches the story, not the teaser
+    docs = [("t", teaser), ("h", "by our staff reporter with more to follow later today\n" + text), ("s", text)]
+    got = [d for doc in docs for d in index_all(ctx, [doc], time.time())]
+    ref = MemoryIndex(ctx.hasher, ctx.index.verdict)
+    assert got == [d for aid, t in docs for d in ref.add(aid, text_hash(t), ctx.hasher.sketch(t))]
+    assert [(d.article_id, d.duplicate_of, d.kind, d.cluster) for d in got] == [
+        ("t", "", "", ""),
+        ("h", "", "", ""),
+        ("s", "h", "near", "h"),
+        ("t", "s", "excerpt", "h"),  # relabelled: the story it opens matched a better copy
+    ]
+    assert ctx.store.article("t")["duplicate_kind"] == "excerpt" and ctx.store.cluster("h") == ["h", "s", "t"]
+    # delivered again, each batch gives the verdicts as they stand and changes nothing
+    seq = int(r.get(PREFIX + "{dedup}:seq"))
+    assert [d for doc in docs for d in index_all(ctx, [doc], time.time())] == [got[3], got[1], got[2], got[3]]
+    assert int(r.get(PREFIX + "{dedup}:seq")) == seq and ctx.store.cluster("h") == ["h", "s", "t"]
+
+
 def test_index_memory_per_article_stays_under_a_kilobyte(ctx, r):
     docs = corpus(2, 2500)
     r.config_resetstat()
     before = r.info("memory")["used_memory"]
     index_all(ctx, docs, time.time())
     after = r.info("memory")["used_memory"]
-    mem = ctx.index.memory(r)
+    mem = ctx.index.memory()
     per_article = mem["bytes"] / len(docs)
     print(
-        f"\nindex: {mem['keys']} keys, {per_article:.0f} B/article (MEMORY USAGE), "
+        f"\nindex: {per_article:.0f} B/article (MEMORY USAGE), "
         f"{(after - before) / len(docs):.0f} B/article (used_memory delta)"
     )
     assert mem["articles"] == len(docs)
     assert per_article <= 1024
     # buckets stay short strings: linear hashing split them as the index grew
-    sizes = [r.strlen(k) for k in r.scan_iter(match=PREFIX + "dedup:bucket:*", count=1000)]
-    assert max(sizes) <= 8 * 4 * 128 and sum(sizes) == 8 * ctx.hasher.keys_per_article * len(docs)
+    sizes = [len(s) for s in r.hvals(PREFIX + "{dedup}:buckets")]
+    assert max(sizes) <= 8 * 4 * LOAD and sum(sizes) == 8 * ctx.hasher.keys_per_article * len(docs)
 
 
 def test_window_prunes_the_index_but_keeps_records(ctx, r):
     rng = random.Random(3)
     t0 = time.time() - 40 * DAY
-    old = [(f"old{i}", story(rng, 150)) for i in range(5 * ctx.index.per_chunk)]  # whole chunks
+    old = [(f"old{i}", story(rng, 150)) for i in range(8 * ctx.index.per_chunk)]  # whole chunks
     index_all(ctx, old, t0)
     for aid, _ in old:
         r.hset(PREFIX + "article:" + aid, "id", aid)
-    used_old = ctx.index.memory(r)["bytes"]
+    used_old = ctx.index.memory()["bytes"]
     recent_time = time.time()
     recent = [(f"new{i}", story(rng, 150)) for i in range(100)]
     index_all(ctx, recent, recent_time)
     # prune until nothing is left to do
     for _ in range(1000):
-        pipe = ctx.redis.pipeline(transaction=False)
-        ctx.index.prune(pipe, recent_time)
-        chunks, _dropped = pipe.execute()[0]
-        if not chunks and int(r.hget(PREFIX + "dedup:meta", "sweep") or 0) == 0:
+        chunks, _dropped = ctx.index.prune(recent_time)
+        if not chunks and int(r.hget(PREFIX + "{dedup}:meta", "sweep") or 0) == 0:
             break
-    left = ctx.index.memory(r)["bytes"]
+    left = ctx.index.memory()["bytes"]
     assert left < used_old / 2
     # no entry of an old article is left in any bucket, the count agrees with what is stored
     total = 0
     old_seqs = set(range(1, len(old) + 1))
-    for key in r.scan_iter(match=PREFIX + "dedup:bucket:*", count=1000):
-        s = r.get(key)
+    for s in r.hvals(PREFIX + "{dedup}:buckets"):
         total += len(s) // 8
         assert not {int.from_bytes(s[i + 4 : i + 8], "big") for i in range(0, len(s), 8)} & old_seqs
-    assert total == int(r.hget(PREFIX + "dedup:meta", "entries")) == ctx.hasher.keys_per_article * len(recent)
+    assert total == int(r.hget(PREFIX + "{dedup}:meta", "entries")) == ctx.hasher.keys_per_article * len(recent)
     # old article records stay; a copy of an old article is no longer flagged, a copy of a recent one is
     assert r.hget(PREFIX + "article:old0", "id") == b"old0"
     late = index_all(ctx, [("copy-old", old[0][1] + " extra"), ("copy-new", recent[0][1] + " extra")], recent_time)
@@ -168,9 +188,7 @@ def test_the_window_setting_applies(r, service_env):
     ctx = Context(Settings.from_env({**service_env, "FEEDSIFT_DEDUP_WINDOW_DAYS": "2"}))
     assert ctx.index.window == 2 * DAY
     index_all(ctx, [("a", "one two three four five six seven")], time.time() - 3 * DAY)
-    pipe = ctx.redis.pipeline(transaction=False)
-    ctx.index.prune(pipe)
-    assert pipe.execute()[0][0] == 1 and not list(r.scan_iter(match=PREFIX + "dedup:doc:*"))
+    assert ctx.index.prune()[0] == 1 and not r.hlen(PREFIX + "{dedup}:docs")
 
 
 # -- through the workers --------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
         b = ctx.store.article(ids[(pair["original"]["feed"], pair["original"]["guid"])])
         copy, original = (a, b) if a["duplicate_of"] else (b, a)
         assert copy["duplicate_of"] == copy["cluster"] == original["id"] == original["cluster"], copy["title"]
-        assert original["duplicate_of"] == "" and float(copy["similarity"]) >= 0.8
+        assert original["duplicate_of"] == "" and float(copy["similarity"]) >= ctx.settings.dedup_threshold
         assert set(ctx.store.cluster(original["id"])) == {copy["id"], original["id"]}
     a, b = (ids[(d["feed"], d["guid"])] for d in EXPECTED["distinct_same_subject"])
     assert ctx.store.article(a)["duplicate_of"] not in (b,) and ctx.store.article(b)["duplicate_of"] not in (a,)

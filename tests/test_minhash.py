@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from feedsift.models.minhash import (
-    MIN_EXCERPT_SHINGLES,
     MemoryIndex,
     MinHasher,
+    Record,
+    Verdict,
     codes,
     compare,
     containment,
     jaccard,
     lsh_probability,
-    unpack_record,
 )
 from feedsift.models.text import remember_lines, strip_furniture
 from feedsift.workers.feeds import parse
@@ -82,17 +82,16 @@ def test_compare_kinds():
     edited = " ".join(words[:100] + ["changed"] + words[101:200] + ["again"] + words[201:])
     excerpt = " ".join(words[:45])
     other = story(rng, 300)
-    rec = lambda i, t: H.record(th(i), th(hash(t) & 0xFFFFFFFF), H.sketch(t))  # noqa: E731
-    assert compare(rec(1, full), H.record(th(2), th(hash(full) & 0xFFFFFFFF), H.sketch(full)), 0.8, 0.85) == (
-        "exact",
-        1.0,
-    )
-    kind, sim = compare(rec(3, edited), rec(1, full), 0.8, 0.85)
+    rec = lambda i, t: Record.unpack(H.record(th(i), th(hash(t) & 0xFFFFFFFF), H.sketch(t)), H.layout)  # noqa: E731
+    v = Verdict()
+    same = Record.unpack(H.record(th(2), th(hash(full) & 0xFFFFFFFF), H.sketch(full)), H.layout)
+    assert compare(rec(1, full), same, v, H.lead_words) == ("exact", 1.0)
+    kind, sim = compare(rec(3, edited), rec(1, full), v, H.lead_words)
     assert kind == "near" and sim >= 0.8
     for a, b in ((excerpt, full), (full, excerpt)):
-        kind, sim = compare(rec(4, a), rec(5, b), 0.8, 0.85)
+        kind, sim = compare(rec(4, a), rec(5, b), v, H.lead_words)
         assert kind == "excerpt" and sim >= 0.85
-    assert compare(rec(6, other), rec(1, full), 0.8, 0.85)[0] == ""
+    assert compare(rec(6, other), rec(1, full), v, H.lead_words)[0] == ""
     # the excerpt's own Jaccard similarity is far below the threshold: containment is what finds it
     assert jaccard(H.shingles(excerpt), H.shingles(full)) < 0.3
 
@@ -117,14 +116,14 @@ def test_memory_index_excerpt_either_order_and_earliest_is_canonical():
     excerpt = " ".join(full.split()[:40]) + " ..."
     for order in ((full, excerpt), (excerpt, full)):
         idx = MemoryIndex(H)
-        first = idx.add("a1", th(1), H.sketch(order[0]))
-        second = idx.add("a2", th(2), H.sketch(order[1]))
+        first = idx.add("a1", th(1), H.sketch(order[0]))[0]
+        second = idx.add("a2", th(2), H.sketch(order[1]))[0]
         assert first.duplicate_of == "" and first.seq == 1
         assert (second.duplicate_of, second.kind, second.cluster) == ("a1", "excerpt", "a1")
-    tiny = " ".join(full.split()[:MIN_EXCERPT_SHINGLES])  # too short to call anything an excerpt of it
+    tiny = " ".join(full.split()[: Verdict().excerpt_words - 1])  # too short to call anything an excerpt of it
     idx = MemoryIndex(H)
     idx.add("a1", th(1), H.sketch(full))
-    assert idx.add("a2", th(2), H.sketch(tiny)).kind == ""
+    assert idx.add("a2", th(2), H.sketch(tiny))[0].kind == ""
 
 
 def test_clusters_point_to_the_earliest():
@@ -135,13 +134,14 @@ def test_clusters_point_to_the_earliest():
     for i in range(4):
         w = list(base)
         w[20 * i + 5] = "x"  # each copy differs from the first by one word
-        ids.append(idx.add(f"c{i}", th(i + 1), H.sketch(" ".join(w))))
+        ids.append(idx.add(f"c{i}", th(i + 1), H.sketch(" ".join(w)))[0])
     assert ids[0].cluster == "" and all(d.cluster == "c0" for d in ids[1:])
 
 
 def test_default_bands_catch_threshold_pairs():
     assert lsh_probability(0.8, H.bands, H.rows) > 0.999
-    assert lsh_probability(0.3, H.bands, H.rows) < 0.3
+    assert lsh_probability(Verdict().near + 0.05, H.bands, H.rows) > 0.99  # candidates at the threshold
+    assert lsh_probability(0.1, H.bands, H.rows) < 0.05  # few chance candidates
     assert H.record_size + 8 * H.keys_per_article < 1024
 
 
@@ -153,8 +153,9 @@ def test_record_rejects_unusable_ids(bad):
 
 def test_record_round_trip():
     sk = H.sketch("one two three four five six")
-    ident, text_hash, size, c = unpack_record(H.record("abc", th(7), sk))
-    assert (ident, text_hash, size) == ("abc", bytes.fromhex(th(7)), sk.size) and np.array_equal(c, codes(sk.sig))
+    rec = Record.unpack(H.record("abc", th(7), sk), H.layout)
+    assert (rec.id, rec.hash, rec.size, rec.words) == ("abc", bytes.fromhex(th(7)), sk.size, 6)
+    assert np.array_equal(rec.codes, codes(sk.sig)) and np.array_equal(rec.names, codes(sk.names))
 
 
 # -- cleaning that holds across polls ----------------------------------------------

@@ -65,8 +65,9 @@ class Context:
 
     @cached_property
     def index(self) -> DuplicateIndex:
+        s = self.settings
         return DuplicateIndex(
-            self.redis, self.keys, self.hasher, self.settings.dedup_threshold, self.settings.dedup_window_days
+            self.redis, self.keys, self.hasher, s.dedup_threshold, s.dedup_window_days, s.dedup_names, s.dedup_excerpt
         )
 
     def model(self) -> TopicModel:

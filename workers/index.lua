@@ -1,36 +1,46 @@
 -- feedsift near-duplicate index: for each article of a batch, take its sequence
--- number, find and verify its candidates, insert it, and record the decision,
+-- number, find and verify its candidates, insert it and return the decision,
 -- all in one atomic step.
 --
 -- Atomicity is what keeps "no missed duplicate under concurrency": of any two
 -- colliding articles the later one (higher sequence number) always finds the
 -- earlier, whichever workers and machines they ran on, and the earlier one is
 -- canonical. The decision procedure is the one of models/minhash.py (compare,
--- containment, better); tests run both on the same articles.
+-- opening, containment, better); tests run both on the same articles.
 --
--- Layout (all under <prefix>dedup:):
---   doc:<c>     string: records of sequence numbers c*K+1 .. c*K+K, W bytes each:
---               id (16, NUL padded) | text hash (8) | shingle count (2) | 16-bit codes (2 per permutation)
---   bucket:<a>  string: 8-byte entries, band hash (4) | sequence number (4), big-endian.
---               Buckets are addressed by linear hashing on the band hash, so they
---               split as the index grows and stay about LOAD entries long.
---   meta        hash: level, split (linear hashing state), entries, cursor, sweep (prune.lua)
---   time        zset: chunk c -> latest indexing time of a record in it (the window)
+-- Keys: the index's whole state lives in five keys, all passed in KEYS and all
+-- under the hash tag {dedup}, so the script runs unchanged on Redis Cluster
+-- (one slot). Buckets and record chunks are fields of two hashes rather than
+-- keys of their own: which bucket and which chunk a batch touches is only known
+-- inside the script (linear hashing moves buckets as the index grows, and a
+-- candidate's chunk follows from the sequence numbers found in its buckets), so
+-- computing their key names in the caller would need a read, a guess and a
+-- retry. Article hashes, clusters and the duplicates zset are not touched here:
+-- the script returns its decisions and the caller writes them (Store.apply_decisions).
 --
--- KEYS[1] dedup:seq  KEYS[2] dedup:meta  KEYS[3] dedup:time  KEYS[4] duplicates (zset)
--- ARGV[1] threshold  ARGV[2] excerpt containment  ARGV[3] now  ARGV[4] K (records per chunk)
--- ARGV[5] W (record bytes)  ARGV[6] keys per article  ARGV[7] LOAD  ARGV[8] "<prefix>dedup:"
--- ARGV[9] article key prefix  ARGV[10] cluster key prefix  ARGV[11] smallest excerpt (shingles)
--- ARGV[12] largest excerpt, as a share of the longer text's shingles
--- then 4 per article: id, record, keys (4 bytes each: bands, lead bands, id), published
--- Returns one {seq, duplicate_of, similarity, kind, cluster} per article (empty strings when canonical).
+--   KEYS[1] seq      string: counter that orders articles
+--   KEYS[2] meta     hash: level, split, entries (linear hashing), cursor, sweep (prune.lua)
+--   KEYS[3] time     zset: chunk c -> latest time a record was written in it (the window)
+--   KEYS[4] docs     hash: chunk c -> records of sequence numbers c*K+1 .. c*K+K, W bytes each,
+--                    fields as `layout` gives them (MinHasher.layout in models/minhash.py)
+--   KEYS[5] buckets  hash: address a -> 8-byte entries, band hash (4) | sequence number (4),
+--                    big-endian; addressed by linear hashing on the band hash, so buckets
+--                    split as the index grows and stay about LOAD entries long
+--
+-- ARGV[1] JSON: layout {field: [offset, bytes]}, record (W), per_chunk (K), load, now, and the
+--         verdict: near, names, excerpt, excerpt_words, excerpt_ratio, slack
+-- then 3 per article: id, record (root left blank), keys (4 bytes each: bands, lead key, id)
+-- Returns one {id, seq, duplicate_of, kind, similarity ("%.4f" or ""), cluster} per article.
 
-local threshold, excerpt_min, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local K, W, NK, LOAD = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local base, article_prefix, cluster_prefix = ARGV[8], ARGV[9], ARGV[10]
-local min_excerpt, max_ratio = tonumber(ARGV[11]), tonumber(ARGV[12])
-local HEAD, IDB = 26, 16
-local NP = (W - HEAD) / 2
+local cfg = cjson.decode(ARGV[1])
+local F = {}
+for name, f in pairs(cfg.layout) do F[name] = {f[1] + 1, f[1] + f[2]} end
+local W, K, LOAD, now = cfg.record, cfg.per_chunk, cfg.load, cfg.now
+local NEAR, NAMES, EXCERPT = cfg.near, cfg.names, cfg.excerpt
+local EX_WORDS, EX_RATIO, SLACK = cfg.excerpt_words, cfg.excerpt_ratio, cfg.slack
+local NP = (F.codes[2] - F.codes[1] + 1) / 2
+local NN = (F.names[2] - F.names[1] + 1) / 2
+local L = (F.lead[2] - F.lead[1] + 1) / 2
 local KIND = {"excerpt", "near", "exact"}
 
 local meta = redis.call("HMGET", KEYS[2], "level", "split", "entries")
@@ -45,14 +55,16 @@ local function be32(n)
   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
 end
 
+local function field(r, name) return string.sub(r, F[name][1], F[name][2]) end
+
 local function strip(s)
   local z = string.find(s, "\0", 1, true)
   if z then return string.sub(s, 1, z - 1) end
   return s
 end
 
--- buckets ------------------------------------------------------------------
-local buckets = {}
+-- buckets: read once per batch, written once at the end --------------------
+local buckets, dirty_buckets = {}, {}
 local function addr(h)
   local m = 2 ^ level
   local a = h % m
@@ -63,7 +75,7 @@ end
 local function bucket(a)
   local s = buckets[a]
   if s == nil then
-    s = redis.call("GET", base .. "bucket:" .. a) or ""
+    s = redis.call("HGET", KEYS[5], a) or ""
     buckets[a] = s
   end
   return s
@@ -71,7 +83,7 @@ end
 
 local function set_bucket(a, s)
   buckets[a] = s
-  if s == "" then redis.call("DEL", base .. "bucket:" .. a) else redis.call("SET", base .. "bucket:" .. a, s) end
+  dirty_buckets[a] = true
 end
 
 local function find(s, kb, out)
@@ -88,41 +100,44 @@ local function find(s, kb, out)
   end
 end
 
--- records -------------------------------------------------------------------
-local records, alive_chunks = {}, {}
+-- records: chunks read once per batch, written once at the end --------------
+local chunks, dirty_chunks = {}, {}
 local function chunk_of(seq) return math.floor((seq - 1) / K) end
 
-local function alive(seq)
-  local c = chunk_of(seq)
-  local v = alive_chunks[c]
-  if v == nil then
-    v = redis.call("EXISTS", base .. "doc:" .. c) == 1
-    alive_chunks[c] = v
+local function chunk(c)
+  local ch = chunks[c]
+  if ch == nil then
+    ch = {s = redis.call("HGET", KEYS[4], c), put = {}}
+    chunks[c] = ch
   end
-  return v
+  return ch
+end
+
+local live = {}
+local function alive(seq)
+  local c = math.floor((seq - 1) / K)
+  local v = live[c]
+  if v == nil then
+    v = chunk(c).s ~= false
+    live[c] = v
+  end
+  return v or dirty_chunks[c] ~= nil
 end
 
 local function record(seq)
-  local r = records[seq]
-  if r == nil then
-    local off = ((seq - 1) % K) * W
-    r = redis.call("GETRANGE", base .. "doc:" .. chunk_of(seq), off, off + W - 1)
-    if #r < W or string.byte(r, 1) == 0 then r = false end
-    records[seq] = r
-  end
+  local ch = chunk(chunk_of(seq))
+  local slot = (seq - 1) % K
+  if ch.put[slot] then return ch.put[slot] end
+  if not ch.s then return false end
+  local r = string.sub(ch.s, slot * W + 1, slot * W + W)
+  if #r < W or string.byte(r, 1) == 0 then return false end
   return r
 end
 
 local function write_record(seq, rec)
   local c = chunk_of(seq)
-  local key = base .. "doc:" .. c
-  if not alive(seq) then
-    redis.call("SET", key, string.rep("\0", K * W))
-    alive_chunks[c] = true
-  end
-  redis.call("SETRANGE", key, ((seq - 1) % K) * W, rec)
-  records[seq] = rec
-  redis.call("ZADD", KEYS[3], "GT", now, c)
+  chunk(c).put[(seq - 1) % K] = rec
+  dirty_chunks[c] = true
 end
 
 local function split_one()
@@ -131,8 +146,13 @@ local function split_one()
   local s = bucket(src)
   local keep, move = {}, {}
   for p = 1, #s, 8 do
-    if alive(u32(s, p + 4)) then
-      if u32(s, p) % (2 * m) == src then keep[#keep + 1] = string.sub(s, p, p + 7) else move[#move + 1] = string.sub(s, p, p + 7) end
+    local b1, b2, b3, b4, s1, s2, s3, s4 = string.byte(s, p, p + 7)
+    if alive(((s1 * 256 + s2) * 256 + s3) * 256 + s4) then
+      if (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % (2 * m) == src then
+        keep[#keep + 1] = string.sub(s, p, p + 7)
+      else
+        move[#move + 1] = string.sub(s, p, p + 7)
+      end
     else
       entries = entries - 1
     end
@@ -146,27 +166,61 @@ end
 local function insert(kb, seq)
   local a = addr(u32(kb, 1))
   local s = bucket(a)
-  local have = {}
-  find(s, kb, have)
-  for _, x in ipairs(have) do if x == seq then return end end
-  -- APPEND, not SET: what a script writes is replicated (and logged to the AOF) as its effects,
-  -- and an APPEND of 8 bytes is 8 bytes there
-  redis.call("APPEND", base .. "bucket:" .. a, kb .. be32(seq))
-  buckets[a] = s .. kb .. be32(seq)
+  local entry = kb .. be32(seq)
+  local init = 1
+  while true do
+    local p = string.find(s, entry, init, true)
+    if not p then break end
+    if (p - 1) % 8 == 0 then return end
+    init = p + 1
+  end
+  set_bucket(a, s .. entry)
   entries = entries + 1
 end
 
 -- the decision ----------------------------------------------------------------
-local function codes(r)
-  local b = {string.byte(r, HEAD + 1, W)}
+local function u16s(r, name)
+  local b = {string.byte(r, F[name][1], F[name][2])}
   local t = {}
-  for k = 1, NP do t[k] = b[2 * k - 1] * 256 + b[2 * k] end
+  for k = 1, #b / 2 do t[k] = b[2 * k - 1] * 256 + b[2 * k] end
   return t
 end
 
-local function size(r)
-  local hi, lo = string.byte(r, 25, 26)
-  return hi * 256 + lo
+local function uint(r, name)
+  local v = 0
+  for i = F[name][1], F[name][2] do v = v * 256 + string.byte(r, i) end
+  return v
+end
+
+local function with_uint(r, name, v)
+  local t = {}
+  for i = F[name][2] - F[name][1] + 1, 1, -1 do
+    t[i] = string.char(v % 256)
+    v = math.floor(v / 256)
+  end
+  return string.sub(r, 1, F[name][1] - 1) .. table.concat(t) .. string.sub(r, F[name][2] + 1)
+end
+
+local function with_id(r, name, id)
+  local width = F[name][2] - F[name][1] + 1
+  return string.sub(r, 1, F[name][1] - 1) .. id .. string.rep("\0", width - #id) .. string.sub(r, F[name][2] + 1)
+end
+
+local function parse(r)
+  local s = field(r, "size")
+  local w = field(r, "words")
+  return {
+    id = strip(field(r, "id")),
+    root = strip(field(r, "root")),
+    dup = uint(r, "dup"),
+    linked = uint(r, "linked"),
+    hash = field(r, "hash"),
+    size = string.byte(s, 1) * 256 + string.byte(s, 2),
+    words = string.byte(w, 1) * 256 + string.byte(w, 2),
+    lead = u16s(r, "lead"),
+    names = u16s(r, "names"),
+    codes = u16s(r, "codes"),
+  }
 end
 
 local function containment(equal, less, more, a, b)
@@ -183,49 +237,114 @@ local function containment(equal, less, more, a, b)
   return (lo + hi) / 2 / math.min(a, b)
 end
 
+local function opening(short, long)
+  local m, n = math.min(short.words, L), math.min(long.words, L)
+  if m == 0 then return 0 end
+  local hit = 0
+  for i = 0, m - 1 do
+    local want = short.lead[i + 1]
+    for j = math.max(0, i - SLACK), math.min(n, i + SLACK + 1) - 1 do
+      if long.lead[j + 1] == want then
+        hit = hit + 1
+        break
+      end
+    end
+  end
+  return hit / m
+end
+
 -- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
-local function compare(nr, nc, orec)
-  if string.sub(nr, 17, 24) == string.sub(orec, 17, 24) then return 3, 1.0 end
-  local oc = codes(orec)
+local function compare(new, old)
+  if new.hash == old.hash then return 3, 1.0 end
   local eq, lt, gt = 0, 0, 0
   for k = 1, NP do
-    local x, y = nc[k], oc[k]
+    local x, y = new.codes[k], old.codes[k]
     if x == y then eq = eq + 1 elseif x < y then lt = lt + 1 else gt = gt + 1 end
   end
   local sim = eq / NP
-  if sim >= threshold then return 2, sim end
-  local sn, so = size(nr), size(orec)
-  local a, b, less, more
-  if sn <= so then a, b, less, more = sn, so, lt, gt else a, b, less, more = so, sn, gt, lt end
-  if a >= min_excerpt and a <= max_ratio * b then
-    local c = containment(eq, less, more, a, b)
-    if c >= excerpt_min then return 1, c end
+  if sim >= NEAR then
+    local neq, nlt, ngt = 0, 0, 0
+    for k = 1, NN do
+      local x, y = new.names[k], old.names[k]
+      if x == y then neq = neq + 1 elseif x < y then nlt = nlt + 1 else ngt = ngt + 1 end
+    end
+    if neq > 0 and math.max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES then return 2, sim end
+  end
+  local short, long, less, more
+  if new.words <= old.words then short, long, less, more = new, old, lt, gt else short, long, less, more = old, new, gt, lt end
+  if short.words >= EX_WORDS and short.size <= EX_RATIO * long.size then
+    local c = containment(eq, less, more, short.size, long.size)
+    local teaser = short.words <= L
+    local o = opening(short, long)
+    if o >= EXCERPT and (teaser or less == 0) then
+      if teaser or eq == 0 then return 1, o end
+      return 1, c
+    end
+    if not teaser and c >= EXCERPT then return 1, c end
   end
   return 0, sim
 end
 
+local function decision_of(seq)
+  local r = record(seq)
+  local id, dup = strip(field(r, "id")), uint(r, "dup")
+  if dup == 0 then return {id, seq, "", "", "", ""} end
+  local root, o = strip(field(r, "root")), record(dup)
+  local other = o and strip(field(o, "id")) or root
+  return {id, seq, other, KIND[uint(r, "kind")], string.format("%.4f", uint(r, "sim") / 10000), root}
+end
+
+-- calls in groups: one redis.call per group of fields instead of one per field
+local GROUP = 512
+local function grouped(cmd, key, args, per)
+  for i = 1, #args, GROUP * per do
+    local n = math.min(#args, i + GROUP * per - 1)
+    local r = redis.call(cmd, key, unpack(args, i, n))
+    if cmd == "HMGET" then
+      for k = 1, #r do buckets[args[i + k - 1]] = r[k] or "" end
+    end
+  end
+end
+
 -- the batch ---------------------------------------------------------------------
+-- every bucket the batch looks at, read at once (a split later reads the few it moves)
+do
+  local want, seen = {}, {}
+  for j = 0, (#ARGV - 1) / 3 - 1 do
+    local keys = ARGV[4 + 3 * j]
+    for p = 1, #keys, 4 do
+      local a = addr(u32(keys, p))
+      if not seen[a] then
+        seen[a] = true
+        want[#want + 1] = a
+      end
+    end
+  end
+  grouped("HMGET", KEYS[5], want, 1)
+end
+
 local out = {}
-local narticles = (#ARGV - 12) / 4
-for j = 0, narticles - 1 do
-  local id, rec, keys, published = ARGV[13 + 4 * j], ARGV[14 + 4 * j], ARGV[15 + 4 * j], ARGV[16 + 4 * j]
-  local ident = string.sub(rec, 1, IDB)
+for j = 0, (#ARGV - 1) / 3 - 1 do
+  local id, rec, keys = ARGV[2 + 3 * j], ARGV[3 + 3 * j], ARGV[4 + 3 * j]
+  local ident = field(rec, "id")
+  local NK = #keys / 4
   local kb = {}
   for k = 1, NK do kb[k] = string.sub(keys, 4 * k - 3, 4 * k) end
 
   -- the article's own earlier record (a re-delivered or updated article keeps its number)
-  local seq, same = nil, false
+  local seq, stored = nil, false
   local mine = {}
   find(bucket(addr(u32(kb[NK], 1))), kb[NK], mine)
   for _, s in ipairs(mine) do
     local r = record(s)
-    if r and string.sub(r, 1, IDB) == ident then seq, same = s, (r == rec) end
+    if r and field(r, "id") == ident then seq, stored = s, r end
   end
   if not seq then seq = redis.call("INCR", KEYS[1]) end
 
-  -- candidates: earlier articles sharing a band or a lead band
-  local nc = codes(rec)
+  -- candidates: earlier articles sharing a band or the lead key
+  local new = parse(rec)
   local seen, best_kind, best_sim, best_seq = {}, 0, -1, nil
+  local teasers, again = {}, {}
   for k = 1, NK - 1 do
     local cands = {}
     find(bucket(addr(u32(kb[k], 1))), kb[k], cands)
@@ -234,48 +353,82 @@ for j = 0, narticles - 1 do
         seen[c] = true
         local r = record(c)
         if r then
-          local kind, sim = compare(rec, nc, r)
+          local old = parse(r)
+          local kind, sim = compare(new, old)
           if kind > 0 and (kind > best_kind or (kind == best_kind and (sim > best_sim or (sim == best_sim and c < best_seq)))) then
             best_kind, best_sim, best_seq = kind, sim, c
+          end
+          if kind == 1 and old.words <= new.words and old.root == old.id and old.linked == 0 then
+            teasers[#teasers + 1] = {c, sim}
+          elseif old.dup == seq then
+            again[#again + 1] = c -- relabelled by this article before: the same verdict again
           end
         end
       end
     end
   end
 
-  -- insert
-  if not same then
-    write_record(seq, rec)
+  -- the decision: its best earlier match and that match's cluster root
+  local linked = stored and uint(stored, "linked") or 0
+  local root, dup, rank, tt
+  if best_seq then
+    local br = record(best_seq)
+    root = strip(field(br, "root"))
+    if root == "" then root = strip(field(br, "id")) end
+    dup, rank, tt = best_seq, best_kind, math.floor(best_sim * 10000 + 0.5)
+    if uint(br, "linked") == 0 then write_record(best_seq, with_uint(br, "linked", 1)) end
+  elseif stored and uint(stored, "dup") > seq then -- relabelled by a later article: keep that verdict
+    root, dup, rank, tt = strip(field(stored, "root")), uint(stored, "dup"), uint(stored, "kind"), uint(stored, "sim")
+  else
+    root, dup, rank, tt = id, 0, 0, 0
+  end
+  -- an earlier teaser of this article that is alone joins its cluster
+  local joining = {}
+  for _, t in ipairs(teasers) do
+    if t[1] ~= best_seq then joining[#joining + 1] = t end
+  end
+  if #joining > 0 then linked = 1 end
+  local final = with_id(rec, "root", root)
+  final = with_uint(with_uint(with_uint(with_uint(final, "dup", dup), "kind", rank), "sim", tt), "linked", linked)
+  if final ~= stored then
+    write_record(seq, final)
     for k = 1, NK do insert(kb[k], seq) end
     while entries > LOAD * (2 ^ level + split) do split_one() end
   end
-
-  -- record the decision
-  local akey = article_prefix .. id
-  local previous = redis.call("HGET", akey, "cluster")
-  if best_seq then
-    local other = strip(string.sub(record(best_seq), 1, IDB))
-    local root = redis.call("HGET", article_prefix .. other, "cluster")
-    if not root or root == "" then root = other end
-    if previous and previous ~= "" and previous ~= root and previous ~= id then
-      redis.call("SREM", cluster_prefix .. previous, id)
-    end
-    local sim = string.format("%.4f", best_sim)
-    redis.call("SADD", cluster_prefix .. root, root, id)
-    redis.call("HSET", article_prefix .. root, "cluster", root)
-    redis.call("HSET", akey, "duplicate_of", other, "similarity", sim, "duplicate_kind", KIND[best_kind], "cluster", root)
-    redis.call("ZADD", KEYS[4], published, id)
-    out[#out + 1] = {seq, other, sim, KIND[best_kind], root}
-  else
-    if previous and previous ~= "" and previous ~= id then
-      redis.call("SREM", cluster_prefix .. previous, id)
-      redis.call("HSET", akey, "cluster", "")
-    end
-    redis.call("ZREM", KEYS[4], id)
-    redis.call("HSET", akey, "duplicate_of", "", "similarity", "", "duplicate_kind", "")
-    out[#out + 1] = {seq, "", "", "", ""}
+  local changed = {}
+  for _, t in ipairs(joining) do
+    local r = with_uint(with_id(record(t[1]), "root", root), "dup", seq)
+    write_record(t[1], with_uint(with_uint(r, "kind", 1), "sim", math.floor(t[2] * 10000 + 0.5)))
+    changed[#changed + 1] = t[1]
   end
+  for _, c in ipairs(again) do changed[#changed + 1] = c end
+  table.sort(changed)
+  out[#out + 1] = decision_of(seq)
+  for _, c in ipairs(changed) do out[#out + 1] = decision_of(c) end
 end
 
+-- write back what changed
+for c in pairs(dirty_chunks) do
+  local ch = chunks[c]
+  local parts, blank = {}, string.rep("\0", W)
+  for slot = 0, K - 1 do
+    local r = ch.put[slot]
+    if not r and ch.s then r = string.sub(ch.s, slot * W + 1, slot * W + W) end
+    parts[#parts + 1] = r or blank
+  end
+  redis.call("HSET", KEYS[4], c, table.concat(parts))
+  redis.call("ZADD", KEYS[3], "GT", now, c)
+end
+local put, gone = {}, {}
+for a in pairs(dirty_buckets) do
+  if buckets[a] == "" then
+    gone[#gone + 1] = a
+  else
+    put[#put + 1] = a
+    put[#put + 1] = buckets[a]
+  end
+end
+grouped("HSET", KEYS[5], put, 2)
+grouped("HDEL", KEYS[5], gone, 1)
 redis.call("HSET", KEYS[2], "level", level, "split", split, "entries", entries)
 return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 
 import redis
@@ -27,7 +27,7 @@ from feedsift.workers.keys import Keys
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
 LOAD = 64
 #: Bytes a record chunk may take: small enough that rewriting one per batch is cheap.
-CHUNK_BYTES = 8192 - 64
+CHUNK_BYTES = 16384 - 64
 #: The index's keys, in the order the scripts take them.
 INDEX_KEYS = ("seq", "meta", "time", "docs", "buckets")
 PRUNE_KEYS = ("meta", "time", "docs", "buckets")
@@ -55,10 +55,11 @@ class DuplicateIndex:
         hasher: MinHasher,
         threshold: float,
         window_days: int,
-        verdict: Verdict | None = None,
+        names: float = Verdict.names,
+        excerpt: float = Verdict.excerpt,
     ):
         self.client, self.keys, self.hasher = client, keys, hasher
-        self.verdict = replace(verdict or Verdict(), near=threshold)
+        self.verdict = Verdict(near=threshold, names=names, excerpt=excerpt)
         self.window = window_days * 86400
         self.per_chunk = max(1, CHUNK_BYTES // hasher.record_size)
         self._index = client.register_script(_script("index.lua"))

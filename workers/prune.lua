@@ -1,19 +1,19 @@
 -- Keeps the near-duplicate index bounded: drops record chunks whose latest
--- record was indexed before the cutoff, then sweeps a few buckets, dropping
+-- record was written before the cutoff, then sweeps a few buckets, dropping
 -- entries that point into dropped chunks. A deletion arms a sweep of every
 -- bucket once (a few per call), so after at most one round nothing of an
 -- expired article is left in the index. Article records, clusters and
--- duplicate flags are kept.
+-- duplicate flags are kept. The keys are index.lua's (see its header).
 --
--- KEYS[1] dedup:meta  KEYS[2] dedup:time
+-- KEYS[1] meta  KEYS[2] time  KEYS[3] docs  KEYS[4] buckets
 -- ARGV[1] cutoff (epoch)  ARGV[2] most chunks dropped this call  ARGV[3] buckets swept this call
--- ARGV[4] K (records per chunk)  ARGV[5] "<prefix>dedup:"
+-- ARGV[4] K (records per chunk)
 -- Returns {chunks dropped, bucket entries dropped}.
 
-local K, base = tonumber(ARGV[4]), ARGV[5]
+local K = tonumber(ARGV[4])
 local old = redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", "(" .. ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
 for _, c in ipairs(old) do
-  redis.call("DEL", base .. "doc:" .. c)
+  redis.call("HDEL", KEYS[3], c)
   redis.call("ZREM", KEYS[2], c)
 end
 
@@ -27,13 +27,12 @@ if sweep > 0 then
   local alive = {}
   local function live(seq)
     local c = math.floor((seq - 1) / K)
-    if alive[c] == nil then alive[c] = redis.call("EXISTS", base .. "doc:" .. c) == 1 end
+    if alive[c] == nil then alive[c] = redis.call("HEXISTS", KEYS[3], c) == 1 end
     return alive[c]
   end
   for _ = 1, math.min(tonumber(ARGV[3]), sweep) do
     cursor = cursor % n
-    local key = base .. "bucket:" .. cursor
-    local s = redis.call("GET", key)
+    local s = redis.call("HGET", KEYS[4], cursor)
     if s then
       local keep = {}
       for p = 1, #s, 8 do
@@ -42,7 +41,7 @@ if sweep > 0 then
       end
       if #keep * 8 < #s then
         dropped = dropped + (#s / 8 - #keep)
-        if #keep == 0 then redis.call("DEL", key) else redis.call("SET", key, table.concat(keep)) end
+        if #keep == 0 then redis.call("HDEL", KEYS[4], cursor) else redis.call("HSET", KEYS[4], cursor, table.concat(keep)) end
       end
     end
     cursor = cursor + 1

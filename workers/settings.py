@@ -19,8 +19,13 @@ class Settings:
     prefix: str = "feedsift:"
     #: Articles per `process_articles` message.
     batch_size: int = 50
-    #: Estimated Jaccard similarity at or above which two articles are near-duplicates.
-    dedup_threshold: float = 0.8
+    #: Estimated Jaccard similarity of word 3-shingles (0 to 1) at or above which two articles are near-duplicates.
+    dedup_threshold: float = 0.5
+    #: Estimated share (0 to 1) of one article's names and numbers found in the other that two near-duplicates
+    #: need as well (keeps template stories apart).
+    dedup_names: float = 0.8
+    #: Share (0 to 1) of a shorter text found at the opening of (or contained in) a longer one for an excerpt.
+    dedup_excerpt: float = 0.9
     #: Days an article stays in the duplicate index (its record stays for good).
     dedup_window_days: int = 30
     #: Allow fetching loopback/private addresses. For tests and local demos only.
@@ -103,6 +108,8 @@ class Settings:
 _RANGES = (
     ("batch_size", 1, 10_000),
     ("dedup_threshold", 0.05, 1.0),
+    ("dedup_names", 0.0, 1.0),
+    ("dedup_excerpt", 0.5, 1.0),
     ("dedup_window_days", 1, 36_500),
     ("max_feed_bytes", 1, 1 << 34),
     ("max_entries", 1, 1_000_000),
