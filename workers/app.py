@@ -36,14 +36,20 @@ def celery_config() -> dict:
         "worker_prefetch_multiplier": 1,
         "task_default_queue": queues.FETCH,
         "task_routes": {name: {"queue": queue} for name, queue in queues.ROUTES.items()},
-        "beat_schedule": {
-            "poll-feeds": {"task": "feedsift.poll_feeds", "schedule": float(s.poll_interval)},
-        }
-        if s.poll_interval > 0
-        else {},
+        "beat_schedule": beat_schedule(s),
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }
+
+
+def beat_schedule(s) -> dict:
+    """Due subscriptions are looked for every tick; old articles removed every few minutes, when kept for a while."""
+    out = {}
+    if s.poll_interval > 0:
+        out["poll-feeds"] = {"task": "feedsift.poll_feeds", "schedule": float(s.schedule_tick)}
+    if s.retention_days > 0:
+        out["expire-articles"] = {"task": "feedsift.expire_articles", "schedule": 300.0}
+    return out
 
 
 app = Celery("feedsift", include=["feedsift.workers.tasks"])

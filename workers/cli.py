@@ -194,6 +194,43 @@ def explain(article_id: str, top: int, as_json: bool) -> int:
     return 0
 
 
+def subscribe(url: str, every: str | None) -> int:
+    """Subscribes a feed URL: fetched now, then on its own schedule (run `celery beat` for the schedule)."""
+    from feedsift.workers.schedule import parse_every
+
+    job, fid = _client().subscribe(url, parse_every(every) if every else None)
+    console.print(f"subscribed feed {fid}; first fetch is job {job}")
+    return 0
+
+
+def unsubscribe(ref: str) -> int:
+    client = _client()
+    fid = client.feed_id_of(ref)
+    if not client.unsubscribe(fid):
+        err.print(f"[red]no feed {ref}[/]")
+        return 1
+    console.print(f"unsubscribed feed {fid}; its articles stay")
+    return 0
+
+
+def resume(ref: str) -> int:
+    client = _client()
+    fid = client.feed_id_of(ref)
+    if not client.resume(fid):
+        err.print(f"[red]no subscription {ref}[/]")
+        return 1
+    console.print(f"feed {fid} resumed; it is polled again from now")
+    return 0
+
+
+def serve(host: str, port: int) -> int:
+    """Runs the HTTP API and the dashboard on uvicorn."""
+    from feedsift.workers.api import serve as run
+
+    run(host, port)
+    return 0
+
+
 def worker(queue_names: str, concurrency: int | None, pool: str, loglevel: str) -> int:
     """Replaces this process with a Celery worker on feedsift's queues."""
     argv = queues.worker_argv(queue_names, concurrency, pool, loglevel, name=f"feedsift-{os.getpid()}@%h")
@@ -214,6 +251,10 @@ COMMANDS = {
     "explain": lambda a: explain(a.id, a.top, a.json),
     "evaluate": lambda a: evaluate(a.data, a.model, a.json),
     "demo": lambda a: _demo(a.serve),
+    "subscribe": lambda a: subscribe(a.url, a.every),
+    "unsubscribe": lambda a: unsubscribe(a.feed),
+    "resume": lambda a: resume(a.feed),
+    "serve": lambda a: serve(a.host, a.port),
 }
 
 
@@ -233,6 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("targets", nargs="+", metavar="URL|FILE")
     s.add_argument("--wait", action="store_true", help="wait until every new article is stored")
     s.add_argument("--timeout", type=float, default=600, help="seconds to wait at most (default 600)")
+
+    su = sub.add_parser("subscribe", help="poll a feed URL on its own schedule")
+    su.add_argument("url")
+    su.add_argument("--every", help="interval between polls: 15m, 2h, 1d (default FEEDSIFT_POLL_INTERVAL)")
+    un = sub.add_parser("unsubscribe", help="stop polling a feed and forget it (its articles stay)")
+    un.add_argument("feed", metavar="URL|ID")
+    re_ = sub.add_parser("resume", help="poll a paused subscription again")
+    re_.add_argument("feed", metavar="URL|ID")
+    sv = sub.add_parser("serve", help="run the HTTP API and the dashboard")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
 
     w = sub.add_parser("worker", help="start a Celery worker on the fetch and process queues")
     w.add_argument("--queues", default=",".join(queues.ALL))

@@ -22,6 +22,11 @@ class FetchError(FeedsiftError):
 class TransientFetchError(FetchError):
     kind = "transient"
 
+    def __init__(self, message: str = "", retry_after: str = ""):
+        super().__init__(message)
+        #: The server's `Retry-After` header, if it sent one.
+        self.retry_after = retry_after
+
 
 class PermanentFetchError(FetchError):
     kind = "permanent"

@@ -223,7 +223,7 @@ def _get_once(url: str, settings: Settings, etag: str, modified: str, deadline: 
             if resp.status in _REDIRECTS or resp.status == 304:
                 return result
             if resp.status == 429 or resp.status >= 500:
-                raise TransientFetchError(f"HTTP {resp.status} from {url}")
+                raise TransientFetchError(f"HTTP {resp.status} from {url}", resp.headers.get("retry-after", ""))
             if resp.status >= 400 or resp.status < 200:
                 raise PermanentFetchError(f"HTTP {resp.status} from {url}")
             result.body = _read_capped(resp, settings.max_feed_bytes, deadline)

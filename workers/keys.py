@@ -20,10 +20,17 @@ SCHEMA: list[tuple[str, str, str]] = [
     (
         "feed:<feed id>",
         "hash",
-        "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles, boilerplate",
+        "a feed's state: url, title, etag, modified, last_fetch, last_status, last_error, articles, boilerplate; "
+        "subscribed: every, interval, next_due, failures, paused (the reason)",
     ),
     ("feed:<feed id>:articles", "zset", "the feed's article ids, scored by publication time"),
     ("feeds", "zset", "every feed id, scored by when it was first submitted"),
+    (
+        "feeds:due",
+        "zset",
+        "subscribed feed ids, scored by when each is next due (epoch seconds); a paused feed leaves it",
+    ),
+    ("schedule:lock", "string", "held by the one scheduler sending due feeds, with an expiry"),
     ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
     ("errors", "stream", "errors: time, feed, url, kind, message (capped at about 10,000 entries)"),
     ("deadletter", "list", "JSON of batches that failed every attempt, with their error"),
@@ -93,6 +100,14 @@ class Keys:
     @property
     def feeds(self) -> str:
         return self._k("feeds")
+
+    @property
+    def feeds_due(self) -> str:
+        return self._tagged("feeds", "feeds", "due")
+
+    @property
+    def schedule_lock(self) -> str:
+        return self._k("schedule", "lock")
 
     @property
     def seen(self) -> str:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from feedsift.models.text import remember_lines, summary
-from feedsift.workers import feeds
+from feedsift.workers import feeds, metrics
 from feedsift.workers.article import Article, iso
 from feedsift.workers.context import Context
 from feedsift.workers.errors import FeedError, FeedsiftError, PermanentFetchError
@@ -34,12 +34,17 @@ def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dic
     if result.not_modified:
         ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status="304", last_error="")
         _finish_feed(ctx, job, fid)
-        return {"feed": fid, "status": 304, "new": 0}
+        return {"feed": fid, "status": 304, "new": 0, "headers": _cache_headers(result.headers)}
     summary_ = take_document(
         ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", ""))
     )
     ctx.store.update_feed(fid, etag=result.etag, modified=result.modified)
-    return summary_
+    return {**summary_, "headers": _cache_headers(result.headers)}
+
+
+def _cache_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The response headers that say when to poll again (the schedule reads them)."""
+    return {k: headers[k] for k in ("cache-control", "retry-after") if k in headers}
 
 
 def _charset(content_type: str) -> str | None:
@@ -107,7 +112,14 @@ def take_document(
         ctx.store.record_error(fid, locator, "warning", parsed.warning)
     _finish_feed(ctx, job, fid, error=bool(parsed.warning))
     log.info("feed %s: %d articles, %d new", locator, len(parsed.articles), len(fresh))
-    return {"feed": fid, "status": 200, "articles": len(parsed.articles), "new": len(fresh), "warning": parsed.warning}
+    return {
+        "feed": fid,
+        "status": 200,
+        "articles": len(parsed.articles),
+        "new": len(fresh),
+        "warning": parsed.warning,
+        "ttl": parsed.ttl,
+    }
 
 
 def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None) -> dict:
@@ -130,7 +142,8 @@ def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dic
     if not batch:
         return {"stored": 0}
     model = ctx.model()
-    probs = model.predict_proba([model.document(a.title, a.text) for a in batch])
+    with metrics.stage("tag"):
+        probs = model.predict_proba([model.document(a.title, a.text) for a in batch])
     now = time.time()
     done = [
         a.with_(
@@ -142,7 +155,10 @@ def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dic
         )
         for a, p, topics in zip(batch, probs, model.tags(probs))
     ]
-    decisions = ctx.index.decide([ctx.index.item(a.id, a.title, a.text, a.published) for a in done], now)
-    ctx.store.save_batch(done, job, decisions)
+    with metrics.stage("index"):
+        decisions = ctx.index.decide([ctx.index.item(a.id, a.title, a.text, a.published) for a in done], now)
+    with metrics.stage("store"):
+        ctx.store.save_batch(done, job, decisions)
+    metrics.stored(done, decisions)
     duplicates = sum(1 for d in decisions if d.duplicate_of)
     return {"stored": len(batch), "duplicates": duplicates, "model": model.version}

@@ -52,8 +52,16 @@ class Settings:
     process_attempts: int = 3
     #: Seconds before a message taken by a worker that died is delivered again.
     visibility_timeout: int = 3600
-    #: Seconds between two polls of every submitted feed URL by `celery beat` (0: no polling).
+    #: Seconds between two polls of a subscribed feed unless `subscribe --every` says otherwise (0: no polling).
     poll_interval: int = 900
+    #: Seconds between two looks for due subscriptions by `celery beat`.
+    schedule_tick: int = 30
+    #: Shortest interval, in seconds, between two polls of a feed that changes often.
+    poll_min_interval: int = 60
+    #: Longest interval, in seconds, between two polls of a feed that rarely changes or keeps failing.
+    poll_max_interval: int = 86400
+    #: Failed fetches in a row after which a subscription is paused until resumed.
+    pause_after_failures: int = 5
     #: Path of the topic model artifact; empty: the published model in Redis, else the bundled one.
     model_path: str = ""
     #: User-Agent header of feed requests.
@@ -66,6 +74,16 @@ class Settings:
     errors_maxlen: int = 10_000
     #: Seconds a submission's progress keys live after their last update.
     job_ttl: int = 7 * 86400
+    #: Days an article is kept, by publication time; 0: forever.
+    retention_days: int = 0
+    #: Comma-separated keys the HTTP API accepts (`Authorization: Bearer KEY`); empty: every write refused.
+    api_keys: str = ""
+    #: Let anyone read through the HTTP API and the dashboard without a key.
+    api_public_read: bool = False
+    #: Port where a worker serves its Prometheus metrics; 0: off.
+    metrics_port: int = 0
+    #: Folder the processes of one worker (or the API) share for their metrics; empty: a new temporary folder.
+    metrics_dir: str = ""
 
     def __post_init__(self) -> None:
         """Refuses a setting that would only fail later, task by task."""
@@ -80,11 +98,23 @@ class Settings:
                 f"{ENV_PREFIX}PREFIX={self.prefix!r} must be non-empty, without spaces, braces or glob characters"
             )
         _ = self.endpoints
+        if self.poll_min_interval > self.poll_max_interval:
+            raise ValueError(f"{ENV_PREFIX}POLL_MIN_INTERVAL is above {ENV_PREFIX}POLL_MAX_INTERVAL")
 
     @cached_property
     def endpoints(self) -> frozenset:
         """`allow_endpoints` parsed: (address, port) pairs."""
         return parse_endpoints(self.allow_endpoints)
+
+    @cached_property
+    def api_key_list(self) -> tuple[str, ...]:
+        """`api_keys` parsed: the keys the HTTP API accepts."""
+        return tuple(k for k in (part.strip() for part in self.api_keys.split(",")) if k)
+
+    @property
+    def api_body_limit(self) -> int:
+        """Bytes of a request body the HTTP API reads: a feed document of the largest size, escaped as JSON."""
+        return 2 * self.max_feed_bytes + 64 * 1024
 
     @property
     def restore_interval(self) -> int:
@@ -122,10 +152,16 @@ _RANGES = (
     ("process_attempts", 1, 1000),
     ("visibility_timeout", 1, 1 << 31),
     ("poll_interval", 0, 1 << 31),
+    ("schedule_tick", 1, 86400),
+    ("poll_min_interval", 1, 1 << 31),
+    ("poll_max_interval", 1, 1 << 31),
+    ("pause_after_failures", 1, 1_000_000),
     ("redis_connect_timeout", 0.01, 3600),
     ("redis_socket_timeout", 0, 3600),
     ("errors_maxlen", 1, 1 << 31),
     ("job_ttl", 1, 1 << 31),
+    ("retention_days", 0, 36_500),
+    ("metrics_port", 0, 65535),
 )
 
 

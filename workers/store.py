@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from itertools import pairwise
 
 import redis
 
@@ -215,6 +216,100 @@ class Store:
                     pipe.hset(k.article(aid), "cluster", "")
                 pipe.zrem(k.duplicates, aid)
                 pipe.hset(k.article(aid), mapping={"duplicate_of": "", "duplicate_kind": "", "similarity": ""})
+
+    def page(
+        self, sources: list[str], limit: int, since: float | None = None, after: tuple[float, str] | None = None
+    ) -> list[tuple[str, float]]:
+        """(id, score) of members of every source, newest first, after the cursor `after` (score, id) and
+        not older than `since`. Walks the smallest source by rank and checks the others with ZMSCORE."""
+        pipe = self.r.pipeline(transaction=False)
+        for key in sources:
+            pipe.zcard(key)
+        sizes = pipe.execute()
+        lead = sources[sizes.index(min(sizes))]
+        others = [key for key in sources if key != lead]
+        start = 0
+        if after is not None:
+            pipe.zrevrank(lead, after[1])
+            pipe.zscore(lead, after[1])
+            rank, score = pipe.execute()
+            # from the cursor's article, or from its score when that article is gone
+            start = rank + 1 if rank is not None and score == after[0] else self.r.zcount(lead, f"({after[0]}", "+inf")
+        out: list[tuple[str, float]] = []
+        step = max(2 * limit, 100)
+        while len(out) < limit:
+            chunk = [(text(m), s) for m, s in self.r.zrevrange(lead, start, start + step - 1, withscores=True)]
+            if not chunk:
+                break
+            start += len(chunk)
+            reached_since = since is not None and chunk[-1][1] < since
+            if after is not None:
+                chunk = [(m, s) for m, s in chunk if s < after[0] or (s == after[0] and m < after[1])]
+            if since is not None:
+                chunk = [(m, s) for m, s in chunk if s >= since]
+            if chunk and others:
+                for key in others:
+                    pipe.zmscore(key, [m for m, _ in chunk])
+                present = pipe.execute()
+                chunk = [c for n, c in enumerate(chunk) if all(p[n] is not None for p in present)]
+            out.extend(chunk)
+            if reached_since:
+                break
+        return out[:limit]
+
+    def article_count(self) -> int:
+        return self.r.zcard(self.keys.articles)
+
+    def has_feed(self, feed_id: str) -> bool:
+        return self.r.zscore(self.keys.feeds, feed_id) is not None
+
+    def feed_ids(self, limit: int = 1000) -> list[str]:
+        return [text(i) for i in self.r.zrange(self.keys.feeds, 0, limit - 1)]
+
+    def feed_row(self, feed_id: str) -> dict[str, str] | None:
+        """One feed as `feeds` lists it, None if unknown."""
+        if not self.has_feed(feed_id):
+            return None
+        return {"id": feed_id, **self.feed(feed_id), "articles": str(self.r.zcard(self.keys.feed_articles(feed_id)))}
+
+    def cluster_rows(self, canonical_id: str) -> dict | None:
+        """One duplicate cluster as `clusters` lists it, None if there is none."""
+        members = self.cluster(canonical_id)
+        if not members:
+            return None
+        fields = ("duplicate_of", "duplicate_kind", "similarity", "title")
+        pipe = self.r.pipeline(transaction=False)
+        for i in [canonical_id, *members]:
+            pipe.hmget(self.keys.article(i), fields)
+        head, *rows = [dict(zip(fields, map(text, reply))) for reply in pipe.execute()]
+        return {
+            "canonical": canonical_id,
+            "title": head["title"],
+            "members": [
+                {"id": i, "duplicate_of": f["duplicate_of"], "kind": f["duplicate_kind"]}
+                | {"similarity": f["similarity"], "title": f["title"]}
+                for i, f in zip(members, rows)
+                if i != canonical_id
+            ],
+        }
+
+    def counts_between(self, keys: list[str], edges: list[float]) -> list[list[int]]:
+        """Per key, members scored in each interval [edges[i], edges[i+1])."""
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            for lo, hi in pairwise(edges):
+                pipe.zcount(key, lo, f"({hi}")
+        replies, n = pipe.execute(), len(edges) - 1
+        return [replies[i * n : (i + 1) * n] for i in range(len(keys))]
+
+    def job_known(self, job: str) -> bool:
+        return bool(self.r.exists(self.keys.job(job)))
+
+    def queue_depths(self, names: list[str]) -> dict[str, int]:
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+        return dict(zip(names, pipe.execute()))
 
     # -- errors ---------------------------------------------------------------
     def record_error(self, feed_id: str, url: str, kind: str, message: str) -> None:

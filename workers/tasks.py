@@ -15,12 +15,13 @@ import traceback
 import redis
 from celery.exceptions import Retry
 
-from feedsift.workers import pipeline
+from feedsift.workers import metrics, pipeline
 from feedsift.workers.app import app
 from feedsift.workers.article import Article
 from feedsift.workers.context import context
 from feedsift.workers.errors import FeedError, InternalError, TransientFetchError
 from feedsift.workers.feeds import feed_id
+from feedsift.workers.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,25 @@ def fetch_feed(self, url: str, job: str | None = None) -> dict:
     ctx = context()
     url = url if isinstance(url, str) else repr(url)
     try:
-        return pipeline.fetch_feed(ctx, url, job, _enqueue)
+        with metrics.stage("fetch"):
+            outcome = pipeline.fetch_feed(ctx, url, job, _enqueue)
     except TransientFetchError as exc:
-        if self.request.retries < ctx.settings.fetch_retries:
+        # a server that says when to come back is asked again then (by the schedule), not in seconds
+        if self.request.retries < ctx.settings.fetch_retries and not exc.retry_after:
             raise self.retry(exc=exc, countdown=_backoff(self, FETCH_BACKOFF_CAP))
-        return pipeline.fail(ctx, feed_id(url), url, exc, job)
+        outcome = {**pipeline.fail(ctx, feed_id(url), url, exc, job), "headers": {"retry-after": exc.retry_after}}
     except Retry:
         raise
     except REDIS_DOWN as exc:
         raise _later(self, exc)
     except Exception as exc:
-        return _unexpected(ctx, url, exc, job)
+        outcome = _unexpected(ctx, url, exc, job)
+    metrics.fetched(outcome)
+    try:
+        Schedule.of(ctx).after_fetch(feed_id(url), outcome)
+    except REDIS_DOWN as exc:
+        log.warning("next poll of %s not set, Redis unreachable: %s", url, exc)
+    return outcome
 
 
 @app.task(name="feedsift.ingest_feed", bind=True)
@@ -138,9 +147,5 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
 
 @app.task(name="feedsift.poll_feeds")
 def poll_feeds() -> dict:
-    """Sends `fetch_feed` for every submitted feed URL (run by `celery beat`); uploads are not polled."""
-    ctx = context()
-    urls = [f["url"] for f in ctx.store.feeds() if f.get("url", "").startswith(("http://", "https://"))]
-    for url in urls:
-        fetch_feed.apply_async((url,))
-    return {"polled": len(urls)}
+    """Sends `fetch_feed` for each subscribed feed that is due (run by `celery beat`, every schedule tick)."""
+    return Schedule.of(context()).poll(lambda url: fetch_feed.apply_async((url,)))
