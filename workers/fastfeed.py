@@ -24,7 +24,6 @@ from feedparser.datetimes import _parse_date
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
 DC_DATE = "{http://purl.org/dc/elements/1.1/}date"
-XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 RSS_VERSIONS = frozenset(("2.0", "0.91", "0.92", "0.93", "0.94"))
 DC, SY, SLASH, WFW = (
     "{http://purl.org/dc/elements/1.1/}",
@@ -85,6 +84,19 @@ ATOM_FEED = frozenset(
         "entry",
     ]
 )
+#: Children that may repeat (feedparser keeps them as lists; none of them is read here).
+REPEATABLE = frozenset(
+    (
+        "item",
+        "category",
+        "enclosure",
+        ATOM + "entry",
+        ATOM + "category",
+        ATOM + "author",
+        ATOM + "contributor",
+        ATOM + "link",
+    )
+)
 ATOM_ENTRY = frozenset(
     ATOM + tag
     for tag in [
@@ -103,10 +115,10 @@ ATOM_ENTRY = frozenset(
 )
 #: Markup feedparser's sanitiser rewrites (it keeps a script's text, drops an object's), and C1 control
 #: characters it reads as cp1252: such documents go to feedparser.
-_ACTIVE = re.compile(
-    r"<\s*/?\s*(script|style|object|embed|applet|iframe|frame|noscript|template|form|math|svg)\b|CDATA", re.I
+_RISKY = re.compile(
+    r"[\x80-\x9f]|CDATA|<\s*/?\s*(script|style|object|embed|applet|iframe|frame|noscript|template|form|math|svg)\b",
+    re.I,
 )
-_C1 = re.compile("[\x80-\x9f]")
 _DECLARED = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
@@ -118,7 +130,10 @@ class Entry:
     guid: str
     link: str
     body: str
-    published: float | None
+    #: Epoch seconds, when the reader already parsed it (feedparser); else `dates` are parsed when needed.
+    published: float | None = None
+    #: The entry's date strings, most authoritative first (published, then updated).
+    dates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +151,7 @@ class _Unsure(Exception):
 
 def read(document: bytes, charset: str | None) -> Channel | None:
     """The document's channel and entries, or None when it is not for the fast path."""
-    if not _same_encoding(document, charset):
+    if not _same_encoding(document, charset) or b"xml:base" in document:
         return None
     try:
         root = ET.fromstring(document)
@@ -171,70 +186,69 @@ def _text(element: ET.Element | None) -> str:
     return element.text or ""
 
 
-def _one(parent: ET.Element, tag: str) -> ET.Element | None:
-    found = parent.findall(tag)
-    if len(found) > 1:
-        raise _Unsure(f"{tag} given twice")
-    return found[0] if found else None
-
-
-def _date(*candidates: ET.Element | None) -> float | None:
-    for element in candidates:
-        if element is not None and (value := _text(element).strip()):
-            parsed = _parse_date(value)
-            if parsed:
-                return float(calendar.timegm(parsed))
+def timestamp(entry: Entry) -> float | None:
+    """An entry's date, epoch seconds: parsed by feedparser's own date parser, and only for the entries kept."""
+    if entry.published is not None:
+        return entry.published
+    for value in entry.dates:
+        if parsed := _parse_date(value):
+            return float(calendar.timegm(parsed))
     return None
 
 
-def _no_base(root: ET.Element) -> None:
-    if any(XML_BASE in e.attrib for e in root.iter()):
-        raise _Unsure("xml:base")
-
-
-def _known(element: ET.Element, allowed: frozenset[str], nested: frozenset[str] = frozenset()) -> None:
+def _fields(
+    element: ET.Element, allowed: frozenset[str], nested: frozenset[str] = frozenset()
+) -> dict[str, ET.Element]:
+    """The element's children by tag, in one pass; an unknown child, or one read here given twice, is unsure."""
+    out: dict[str, ET.Element] = {}
     for child in element:
-        if child.tag == ATOM + "link" and child.get("rel") not in (None, "alternate"):
+        tag = child.tag
+        if tag == ATOM + "link" and child.get("rel") not in (None, "alternate"):
             continue  # a WordPress feed's rel="self" link, a hub: feedparser keeps them apart from the link
-        if child.tag not in allowed or (len(child) and child.tag not in nested):
-            raise _Unsure(f"<{child.tag}>")
+        if tag not in allowed or (len(child) and tag not in nested):
+            raise _Unsure(f"<{tag}>")
+        if tag in REPEATABLE:
+            continue
+        if tag in out:
+            raise _Unsure(f"<{tag}> given twice")
+        out[tag] = child
+    return out
 
 
 def _plain(value: str) -> str:
     """`value`, if feedparser's sanitiser and its cp1252 repairs would leave it as our cleaning reads it."""
-    if _ACTIVE.search(value) or _C1.search(value):
+    if _RISKY.search(value):
         raise _Unsure("active markup or cp1252 characters")
     return value
 
 
 def _rss(root: ET.Element) -> Channel:
-    _no_base(root)
     channel = root.find("channel")
     if channel is None:
         raise _Unsure("no channel")
-    _known(channel, RSS_CHANNEL, nested=frozenset(("image", "textInput", "cloud", "skipHours", "skipDays", "item")))
+    head = _fields(
+        channel, RSS_CHANNEL, nested=frozenset(("image", "textInput", "cloud", "skipHours", "skipDays", "item"))
+    )
     entries = []
-    for item in channel.findall("item"):
-        _known(item, RSS_ITEM)
-        guid_el = _one(item, "guid")
+    for item in channel.iter("item"):
+        f = _fields(item, RSS_ITEM)
+        guid_el = f.get("guid")
         guid = _text(guid_el).strip()
-        link = _text(_one(item, "link")).strip()
+        link = _text(f.get("link")).strip()
         if not link and guid_el is not None and guid and guid_el.get("isPermaLink", "true") == "true":
             link = guid  # feedparser's reading: a guid that is a permalink is the link
-        summary = _text(_one(item, "description"))
-        content = _text(_one(item, CONTENT_ENCODED))
-        published = _date(_one(item, "pubDate"))
-        updated = _date(_one(item, DC_DATE), _one(item, ATOM + "updated"))
+        summary, content = _text(f.get("description")), _text(f.get(CONTENT_ENCODED))
+        dates = (_text(f.get("pubDate")).strip(), _text(f.get(DC_DATE)).strip())
         entries.append(
             Entry(
-                title=_plain(_text(_one(item, "title"))),
+                title=_plain(_text(f.get("title"))),
                 guid=guid,
                 link=link,
                 body=_plain(content if len(content) > len(summary) else summary),
-                published=published if published is not None else updated,
+                dates=tuple(d for d in dates if d),
             )
         )
-    title, link, ttl = (_text(_one(channel, tag)) for tag in ("title", "link", "ttl"))
+    title, link, ttl = (_text(head.get(tag)) for tag in ("title", "link", "ttl"))
     return Channel(title, link.strip(), entries, ttl)
 
 
@@ -255,20 +269,19 @@ def _atom_text(element: ET.Element | None) -> str:
 
 
 def _atom(root: ET.Element) -> Channel:
-    _no_base(root)
-    _known(root, ATOM_FEED, nested=frozenset((ATOM + "entry", ATOM + "author", ATOM + "contributor")))
+    head = _fields(root, ATOM_FEED, nested=frozenset((ATOM + "entry", ATOM + "author", ATOM + "contributor")))
     entries = []
-    for entry in root.findall(ATOM + "entry"):
-        _known(entry, ATOM_ENTRY, nested=frozenset((ATOM + "author", ATOM + "contributor")))
-        summary = _atom_text(_one(entry, ATOM + "summary"))
-        content = _atom_text(_one(entry, ATOM + "content"))
+    for entry in root.iter(ATOM + "entry"):
+        f = _fields(entry, ATOM_ENTRY, nested=frozenset((ATOM + "author", ATOM + "contributor")))
+        summary, content = _atom_text(f.get(ATOM + "summary")), _atom_text(f.get(ATOM + "content"))
+        dates = (_text(f.get(ATOM + "published")).strip(), _text(f.get(ATOM + "updated")).strip())
         entries.append(
             Entry(
-                title=_plain(_atom_text(_one(entry, ATOM + "title"))),
-                guid=_text(_one(entry, ATOM + "id")).strip(),
+                title=_plain(_atom_text(f.get(ATOM + "title"))),
+                guid=_text(f.get(ATOM + "id")).strip(),
                 link=_atom_link(entry),
                 body=_plain(content if len(content) > len(summary) else summary),
-                published=_date(_one(entry, ATOM + "published")) or _date(_one(entry, ATOM + "updated")),
+                dates=tuple(d for d in dates if d),
             )
         )
-    return Channel(_atom_text(_one(root, ATOM + "title")), _atom_link(root), entries)
+    return Channel(_atom_text(head.get(ATOM + "title")), _atom_link(root), entries)

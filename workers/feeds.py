@@ -140,7 +140,7 @@ def parse(
             continue
         guid = entry.guid[:MAX_FIELD_CHARS]
         url = entry.link[:MAX_FIELD_CHARS]
-        published = entry.published or fetched_at
+        published = fastfeed.timestamp(entry) or fetched_at
         articles.append(
             Article(
                 id=article_id(site, guid, url, title, clean),
