@@ -147,7 +147,11 @@ def is_footer(line: str) -> bool:
 
 def strip_furniture(text: str, boilerplate: frozenset[str] = frozenset()) -> str:
     """Drops known footers, a trailing "[...]" and the feed's recurring lines."""
-    kept = [line for line in text.split("\n") if line and not is_footer(line) and line_key(line) not in boilerplate]
+    kept = [
+        line
+        for line in text.split("\n")
+        if line and not is_footer(line) and not (boilerplate and line_key(line) in boilerplate)
+    ]
     out = "\n".join(kept)
     return _TRAILING_ELLIPSIS.sub("", out).strip()
 

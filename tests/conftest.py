@@ -7,6 +7,7 @@ machine may already run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ import redis
 
 from feedsift.workers.embedded import EmbeddedRedis
 from feedsift.workers.queues import ALL
+from tests.brokers import Broker, rabbitmq_vhost, sending_to
 from tests.harness import PREFIX, FeedServer, Worker, clean
 
 
@@ -35,7 +37,6 @@ def service_env(redis_server, tmp_path_factory):
             "FEEDSIFT_REDIS_URL": redis_server.url,
             "FEEDSIFT_PREFIX": PREFIX,
             "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1",
-            "FEEDSIFT_VISIBILITY_TIMEOUT": "20",
             "PYTHONHASHSEED": "random",
         }
     )
@@ -82,16 +83,27 @@ def worker(service_env, tmp_path_factory):
 def start_worker(service_env, tmp_path):
     started = []
 
-    def start(concurrency: int = 2, queues: str = ",".join(ALL), env: dict | None = None) -> Worker:
-        w = Worker(
-            {**service_env, **(env or {})}, tmp_path, f"w{len(started)}-{uuid.uuid4().hex[:6]}", concurrency, queues
-        )
+    def start(
+        concurrency: int = 2, queues: str = ",".join(ALL), env: dict | None = None, prefix: tuple[str, ...] = ()
+    ) -> Worker:
+        name = f"w{len(started)}-{uuid.uuid4().hex[:6]}"
+        w = Worker({**service_env, **(env or {})}, tmp_path, name, concurrency, queues, prefix)
         started.append(w)
         return w.wait_ready()
 
     yield start
     for w in started:
         w.stop()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, service_env, r):
+    """Runs the test once per broker; RabbitMQ gets a vhost of its own on the machine's server (results stay in
+    the session's Redis either way). Workers take `broker.env`, tasks are sent with `broker.app`."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(rabbitmq_vhost()) if request.param == "rabbitmq" else ""
+        app = stack.enter_context(sending_to(url))
+        yield Broker(request.param, url, {"FEEDSIFT_BROKER_URL": url}, app)
 
 
 @pytest.fixture(scope="session")

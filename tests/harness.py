@@ -39,12 +39,20 @@ def clean(client: redis.Redis, prefix: str) -> None:
 class Worker:
     """A `celery worker` subprocess (prefork) on feedsift's queues, its log kept for failures."""
 
-    def __init__(self, env: dict, log_dir: Path, name: str, concurrency: int = 2, queue_names: str = ",".join(ALL)):
+    def __init__(
+        self,
+        env: dict,
+        log_dir: Path,
+        name: str,
+        concurrency: int = 2,
+        queue_names: str = ",".join(ALL),
+        prefix: tuple[str, ...] = (),
+    ):
         self.log_path = log_dir / f"worker-{name}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (open for the process's life)
         argv = worker_argv(queue_names, concurrency, "prefork", "INFO", name=f"{name}@%h")
         self.proc = subprocess.Popen(
-            [*argv, "--without-heartbeat"],
+            [*prefix, *argv, "--without-heartbeat"],  # prefix: e.g. `ip netns exec NAME`
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

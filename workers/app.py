@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from feedsift.workers import queues
 from feedsift.workers.keys import Keys
+from feedsift.workers.liveness import Heartbeat
 from feedsift.workers.redelivery import Sweeper  # importing it also connects its publish and task-end hooks
-from feedsift.workers.settings import get_settings
+from feedsift.workers.settings import Settings, get_settings
 
 
 def celery_config() -> dict:
@@ -18,15 +20,7 @@ def celery_config() -> dict:
     except ValueError as exc:  # a worker with a bad setting refuses to start, in one line
         sys.exit(f"feedsift: {exc}")
     return {
-        "broker_url": s.redis_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": s.visibility_timeout,
-            # look for messages of dead workers often enough that they come back soon after the timeout
-            "unacked_restore_interval": s.restore_interval,
-            "unacked_restore_throttle": 1,
-            "global_keyprefix": Keys(s.prefix).queue_prefix,
-        },
+        **broker_config(s),
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
@@ -52,6 +46,38 @@ def beat_schedule(s) -> dict:
     return out
 
 
+def broker_config(s: Settings) -> dict:
+    """Redis: kombu's transport; workers renew their hold on what they took (`liveness`), so the visibility
+    timeout only runs out for a dead worker. RabbitMQ: durable quorum queues, publisher confirms, one message
+    per consumer at a time; a consumer whose connection closes, or misses heartbeats for about the visibility
+    timeout, gives its messages back. Topic exchanges let countdowns use RabbitMQ's delayed delivery."""
+    if not s.amqp:
+        return {
+            "broker_url": s.broker,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {
+                "visibility_timeout": s.visibility_timeout,
+                # look for messages whose hold lapsed often enough that they come back soon after the timeout
+                "unacked_restore_interval": s.restore_interval,
+                "unacked_restore_throttle": 1,
+                "global_keyprefix": Keys(s.prefix).queue_prefix,
+            },
+        }
+    quorum = {"x-queue-type": "quorum"}
+    return {
+        "broker_url": s.broker,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"confirm_publish": True},
+        "broker_heartbeat": s.visibility_timeout,
+        "task_queues": [
+            Queue(name, Exchange(name, type="topic"), routing_key=name, durable=True, queue_arguments=quorum)
+            for name in queues.ALL
+        ],
+        "worker_detect_quorum_queues": True,  # per-consumer prefetch: quorum queues have no global QoS
+    }
+
+
 app = Celery("feedsift", include=["feedsift.workers.tasks"])
 app.add_defaults(celery_config)
 app.steps["worker"].add(Sweeper)
+app.steps["worker"].add(Heartbeat)

@@ -12,7 +12,8 @@ worker is published again under the same task id. The tasks are idempotent,
 so a false alarm costs one repeated run, never a doubled article.
 
 Messages sent by other Celery clients (not through this app) are covered by
-kombu's own redelivery only.
+kombu's own redelivery only. With RabbitMQ as the broker the window does not
+exist (a message is with the broker until acknowledged), so no ledger is kept.
 """
 
 from __future__ import annotations
@@ -121,11 +122,13 @@ def _context():
 def _on_publish(sender=None, body=None, headers=None, **_):
     if sender not in TRACKED or not headers:
         return
+    ctx = _context()
+    if ctx.settings.amqp:
+        return
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, (list, tuple)) else (body.get("args", []), body.get("kwargs", {}))
     )
-    ctx = _context()
-    remember(ctx.redis, ctx.keys, headers["id"], {"task": sender, "args": list(args), "kwargs": dict(kwargs)})
+    remember(ctx.broker_redis, ctx.keys, headers["id"], {"task": sender, "args": list(args), "kwargs": dict(kwargs)})
 
 
 @task_postrun.connect
@@ -133,8 +136,10 @@ def _on_end(sender=None, task_id=None, state=None, **_):
     if getattr(sender, "name", None) not in TRACKED or state not in ("SUCCESS", "FAILURE"):
         return
     ctx = _context()
+    if ctx.settings.amqp:
+        return
     try:
-        forget(ctx.redis, ctx.keys, task_id)
+        forget(ctx.broker_redis, ctx.keys, task_id)
     except redis.RedisError as exc:  # the message may then run once more: harmless
         log.warning("could not clear pending call %s: %s", task_id, exc)
 
@@ -150,6 +155,8 @@ class Sweeper(bootsteps.StartStopStep):
 
     def start(self, worker):
         settings = _context().settings
+        if settings.amqp:
+            return
         self.interval = settings.restore_interval
         self.app = worker.app
         self.tref = worker.timer.call_repeatedly(self.interval, self.run)
@@ -161,9 +168,9 @@ class Sweeper(bootsteps.StartStopStep):
     def run(self):
         ctx = _context()
         try:
-            if not ctx.redis.set(ctx.keys.pending_lock, "1", nx=True, px=int(self.interval * 1000 * 0.9)):
+            if not ctx.broker_redis.set(ctx.keys.pending_lock, "1", nx=True, px=int(self.interval * 1000 * 0.9)):
                 return
-            sweep(ctx.redis, ctx.keys, ctx.settings.visibility_timeout, self.send)
+            sweep(ctx.broker_redis, ctx.keys, ctx.settings.visibility_timeout, self.send)
         except redis.RedisError as exc:
             log.warning("redelivery sweep skipped: %s", exc)
 

@@ -13,8 +13,10 @@ ENV_PREFIX = "FEEDSIFT_"
 
 @dataclass(frozen=True)
 class Settings:
-    #: Redis server holding the queues and every result.
+    #: Redis server holding every result (and the queues, unless `broker_url` names another broker).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Message broker: empty for the Redis server of `redis_url`, or an amqp:// URL of RabbitMQ.
+    broker_url: str = ""
     #: Prefix of every key feedsift writes (queues included).
     prefix: str = "feedsift:"
     #: Articles per `process_articles` message.
@@ -50,8 +52,8 @@ class Settings:
     fetch_retries: int = 3
     #: Attempts of a batch before it is parked in the dead-letter list.
     process_attempts: int = 3
-    #: Seconds before a message taken by a worker that died is delivered again.
-    visibility_timeout: int = 3600
+    #: Seconds a message taken by a worker stays its own without a heartbeat of the worker; then it is delivered again.
+    visibility_timeout: int = 15
     #: Seconds between two polls of a subscribed feed unless `subscribe --every` says otherwise (0: no polling).
     poll_interval: int = 900
     #: Seconds between two looks for due subscriptions by `celery beat`.
@@ -93,6 +95,10 @@ class Settings:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is out of range [{low:g}, {high:g}]")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{ENV_PREFIX}REDIS_URL={self.redis_url!r} is not a redis://, rediss:// or unix:// URL")
+        if self.broker_url and not self.broker_url.startswith(
+            ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
+        ):
+            raise ValueError(f"{ENV_PREFIX}BROKER_URL={self.broker_url!r} is not a redis:// or amqp:// URL")
         if not self.prefix or any(c in self.prefix for c in " {}*?"):
             raise ValueError(
                 f"{ENV_PREFIX}PREFIX={self.prefix!r} must be non-empty, without spaces, braces or glob characters"
@@ -117,8 +123,24 @@ class Settings:
         return 2 * self.max_feed_bytes + 64 * 1024
 
     @property
+    def broker(self) -> str:
+        """The broker's URL: `broker_url`, else the Redis server of the results."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def amqp(self) -> bool:
+        """RabbitMQ is the broker: it returns a dead consumer's messages itself, so no heartbeat, sweep or ledger."""
+        return self.broker.startswith(("amqp://", "amqps://"))
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between two heartbeats of a worker: five to a visibility timeout, so a live worker's hold
+        on its messages survives four missed ones."""
+        return self.visibility_timeout / 5
+
+    @property
     def restore_interval(self) -> int:
-        """Seconds between two looks for messages of dead workers: often enough that they come back soon
+        """Seconds between two looks for messages whose hold lapsed: often enough that they come back soon
         after the visibility timeout, rarely enough to cost nothing."""
         return max(1, min(10, self.visibility_timeout // 4))
 
@@ -150,7 +172,7 @@ _RANGES = (
     ("max_redirects", 0, 100),
     ("fetch_retries", 0, 1000),
     ("process_attempts", 1, 1000),
-    ("visibility_timeout", 1, 1 << 31),
+    ("visibility_timeout", 2, 1 << 31),
     ("poll_interval", 0, 1 << 31),
     ("schedule_tick", 1, 86400),
     ("poll_min_interval", 1, 1 << 31),

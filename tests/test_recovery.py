@@ -1,0 +1,104 @@
+"""Recovery by liveness, on both brokers: what a dead worker held comes back within seconds; what a live
+worker holds is never delivered again, however long its task runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from feedsift.workers import liveness
+from tests.brokers import messages_in
+from tests.harness import PREFIX, job_finished, send_job, wait_for
+from tests.test_faults import assert_stored_exactly_once, feeds, ingest_calls, stored
+
+#: Seconds from a worker's kill -9 to every article stored, with the default settings (targets).
+RECOVERY = {"redis": 30, "rabbitmq": 10}
+
+
+def test_a_heartbeat_renews_what_is_held_and_revives_nothing(ctx, r):
+    index = ctx.keys.queue("unacked_index")  # kombu's: delivery tag -> when taken, or last renewed
+    r.zadd(index, {"held": 100.0, "someone-else's": 100.0})
+    assert liveness.renew(r, ctx.keys, ["held", "acknowledged"], now=5000.0) == 1
+    assert r.zscore(index, "held") == 5000.0
+    assert r.zscore(index, "someone-else's") == 100.0
+    assert r.zscore(index, "acknowledged") is None  # acknowledged meanwhile: not brought back
+    assert liveness.renew(r, ctx.keys, [], now=6000.0) == 0
+
+
+@pytest.mark.slow
+def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
+    """A worker group is killed with SIGKILL mid-load and a fresh one started at once."""
+    docs = feeds(20, 100, seed=11)
+    victim = start_worker(concurrency=2, env=broker.env)
+    job = send_job(ctx, broker.app, ingest_calls(docs))
+    unacked = PREFIX + "queue:unacked"  # with Redis as the broker: kombu's record of what workers hold
+
+    def midway():
+        return stored(r, ctx.keys) >= 1200 and (broker.amqp or r.hlen(unacked))
+
+    wait_for(midway, timeout=120, interval=0.01, message="most batches stored")
+    held = set(r.hkeys(unacked))
+    os.killpg(victim.proc.pid, signal.SIGKILL)  # the worker and its pool children, mid-batch
+    killed = time.monotonic()
+    victim.proc.wait()
+    at_kill = stored(r, ctx.keys)
+    assert at_kill < 2000, "the work was done before the kill"
+    start_worker(concurrency=2, env=broker.env)
+    limit = RECOVERY[broker.name]
+
+    def settled() -> bool:
+        """Every article stored, and every message the victim held delivered again and acknowledged."""
+        if not job_finished(ctx, job):
+            return False
+        if broker.amqp:
+            return messages_in(broker.url) == 0
+        return not held & set(r.hkeys(unacked))
+
+    if not broker.amqp:
+        assert held  # messages it held, neither acknowledged nor lost
+    wait_for(settled, timeout=limit + 30, interval=0.2, message="every article after the kill")
+    took = time.monotonic() - killed
+    assert_stored_exactly_once(r, ctx.keys, 2000)
+    assert not ctx.store.errors(count=10) and r.llen(ctx.keys.deadletter) == 0
+    print(f"\n{broker.name}: killed with {at_kill} of 2000 stored; all stored once {took:.1f} s after the kill")
+    assert took <= limit
+
+
+def trickle(body: bytes, seconds: int):
+    """A feed server that sends its answer a piece a second for `seconds` seconds: a long-running fetch."""
+
+    def write(wfile):
+        wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n")
+        wfile.write(b"Content-Length: %d\r\n\r\n" % len(body))
+        step = -(-len(body) // seconds)
+        for start in range(0, len(body), step):
+            wfile.write(body[start : start + step])
+            wfile.flush()
+            time.sleep(1)
+
+    return write
+
+
+@pytest.mark.slow
+def test_a_long_task_on_a_live_worker_runs_once(ctx, r, broker, start_worker, feed_server):
+    """Shortened timings, for this test only: a 2 s visibility timeout (a heartbeat every 0.4 s, a look for
+    lapsed holds every second; RabbitMQ heartbeats of 2 s) against a fetch that runs 14 s: the task outlives
+    seven timeouts and fourteen looks while a second, idle worker waits for anything delivered again."""
+    env = {**broker.env, "FEEDSIFT_VISIBILITY_TIMEOUT": "2", "FEEDSIFT_FETCH_DEADLINE": "120"}
+    _, doc, guids = feeds(1, 5, seed=12)[0]
+    path = f"/slow-{uuid.uuid4().hex[:8]}.xml"
+    url = feed_server.add(path, b"", raw=trickle(doc, 14))
+    start_worker(concurrency=1, env=env)
+    start_worker(concurrency=1, env=env)
+    started = time.monotonic()
+    job = send_job(ctx, broker.app, [("feedsift.fetch_feed", [url], {})])
+    wait_for(lambda: job_finished(ctx, job), timeout=120, message="the slow feed stored")
+    took = time.monotonic() - started
+    time.sleep(4)  # two more timeouts: a late second delivery would show
+    assert took > 6 * 2  # more than six visibility timeouts
+    assert len(feed_server.hits(path)) == 1  # fetched once: never delivered to the other worker
+    assert_stored_exactly_once(r, ctx.keys, len(guids))
