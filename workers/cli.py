@@ -196,9 +196,14 @@ def explain(article_id: str, top: int, as_json: bool) -> int:
 
 def subscribe(url: str, every: str | None) -> int:
     """Subscribes a feed URL: fetched now, then on its own schedule (run `celery beat` for the schedule)."""
+    from feedsift.workers.errors import BlockedURLError
     from feedsift.workers.schedule import parse_every
 
-    job, fid = _client().subscribe(url, parse_every(every) if every else None)
+    try:
+        job, fid = _client().subscribe(url, parse_every(every) if every else None)
+    except BlockedURLError as exc:
+        err.print(f"[red]{url}: {exc}[/]")
+        return 2
     console.print(f"subscribed feed {fid}; first fetch is job {job}")
     return 0
 

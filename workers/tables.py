@@ -34,20 +34,53 @@ def article(a: Article, cluster: list[str], text_chars: int = 600) -> Table:
 
 
 def feeds(rows: list[dict]) -> Table:
-    table = Table()
-    for col in ("id", "title", "url", "stored", "last fetch", "status", "error"):
-        table.add_column(col, overflow="fold")
+    """Each feed's fetch state and, when subscribed, its health, interval and next poll."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("feed", overflow="fold", ratio=3, min_width=12)
+    table.add_column("stored", justify="right", min_width=6)
+    table.add_column("polls (UTC)", no_wrap=True)
+    table.add_column("health", overflow="fold", ratio=2, min_width=10)
     for r in rows:
+        polls = f"last {_minute(r.get('last_fetch', '')) or 'never'}"
+        if r.get("every"):
+            upcoming = "paused" if r.get("paused") else _minute(r.get("next_due", "")) or "-"
+            polls += f"\nnext {upcoming}\nevery {_duration(r['every'])}"
         table.add_row(
             r["id"],
-            r.get("title", ""),
-            r.get("url", ""),
+            "\n".join(x for x in (r.get("title", ""), r.get("url", "")) if x),
             r["articles"],
-            r.get("last_fetch", ""),
-            r.get("last_status", ""),
-            r.get("last_error", "")[:80],
+            polls,
+            _health(r),
         )
     return table
+
+
+def _health(r: dict) -> str:
+    if r.get("paused"):
+        return f"[red]paused[/]: {r['paused']}"
+    status, error = r.get("last_status", ""), r.get("last_error", "")[:120]
+    failures = int(r.get("failures") or 0)
+    if not status:
+        return "not fetched yet"
+    if status in ("200", "304"):
+        return "[green]ok[/]" + (f" ({error})" if error else "")
+    return f"[yellow]{failures} failure(s)[/]: {status} {error}".rstrip()
+
+
+def _minute(iso_time: str) -> str:
+    """2026-12-04T03:48:00Z as 2026-12-04 03:48 (UTC)."""
+    return iso_time[:16].replace("T", " ")
+
+
+def _duration(seconds: str) -> str:
+    if not seconds:
+        return ""
+    s = int(float(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
 
 
 def clusters(rows: list[dict]) -> Table:
