@@ -18,6 +18,7 @@ import redis
 from feedsift.workers.embedded import EmbeddedRedis
 from feedsift.workers.queues import ALL
 from tests.brokers import Broker, rabbitmq_vhost, sending_to
+from tests.cluster import cluster, cluster_broker, local_cluster  # noqa: F401 (fixtures of the cluster tests)
 from tests.harness import PREFIX, FeedServer, Worker, clean
 
 

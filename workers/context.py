@@ -19,6 +19,7 @@ from feedsift.models.topics import TopicModel
 from feedsift.workers import registry
 from feedsift.workers.index import DuplicateIndex
 from feedsift.workers.keys import Keys
+from feedsift.workers.rediscluster import Cluster
 from feedsift.workers.settings import Settings, get_settings
 from feedsift.workers.store import Store
 
@@ -32,28 +33,37 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("feedsift.models").joinpath(BUNDLED_MODEL)))
 
 
-def connect(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_connect_timeout,
-        socket_timeout=settings.redis_socket_timeout or None,
-        socket_keepalive=True,
-        health_check_interval=30,
-    )
+def connect(settings: Settings, url: str | None = None) -> redis.Redis | Cluster:
+    """The results' Redis (a cluster client when `redis_cluster` is set), or the plain Redis at `url`."""
+    options = {
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "socket_timeout": settings.redis_socket_timeout or None,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+    }
+    if url is None and settings.redis_cluster:
+        return Cluster.from_url(settings.redis_url, **options)
+    return redis.Redis.from_url(url or settings.redis_url, **options)
 
 
 class Context:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = Keys(settings.prefix, settings.redis_cluster)
         self._model: TopicModel | None = None
         self._model_version: str | None = None
         self._loaded: dict[str, TopicModel] = {}  # version -> model, least recently used first
         self._missing: set[str] = set()
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis.Redis | Cluster:
         return connect(self.settings)
+
+    @cached_property
+    def broker_redis(self) -> redis.Redis:
+        """The Redis holding the queues (the results' one unless `broker_url` names another)."""
+        s = self.settings
+        return connect(s, s.broker_url) if s.broker_url and not s.amqp else self.redis
 
     @cached_property
     def store(self) -> Store:

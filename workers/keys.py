@@ -2,6 +2,13 @@
 
 The table `SCHEMA` is the written-down schema; the README's table is checked
 against it by a test, so the two cannot drift apart.
+
+On a Redis Cluster each Lua script and each MULTI must touch one slot. The
+duplicate index carries its hash tag `{dedup}` everywhere; with `hash_tags` set,
+the keys other transactions write together get one too, in front of the
+name: `{feeds}` for a feed's state and article list with the feed indexes,
+`{model}` for the published models. Everything else (article records above
+all) spreads over the cluster by its own name.
 """
 
 from __future__ import annotations
@@ -55,7 +62,12 @@ SCHEMA: list[tuple[str, str, str]] = [
         "hash",
         "LSH bucket n (linear hashing) -> 8-byte entries, band hash and sequence number (binary)",
     ),
-    ("pending", "hash", "task id -> JSON of a task call sent and not yet ended (sent again if a dying worker lost it)"),
+    (
+        "pending",
+        "hash",
+        "task id -> JSON of a task call sent and not yet ended (sent again if a dying worker lost it); "
+        "on the broker's Redis, with the queues",
+    ),
     ("pending:since", "zset", "task id of each pending call, scored by when it was sent or last found queued"),
     ("pending:lock", "string", "held for a moment by the worker sweeping for lost messages"),
     ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
@@ -70,9 +82,14 @@ def text(value: bytes | str | None) -> str:
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "feedsift:"
+    #: Hash tags for the keys one transaction writes together (Redis Cluster).
+    hash_tags: bool = False
 
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
+
+    def _tagged(self, tag: str, *parts: object) -> str:
+        return self._k(f"{{{tag}}}", *parts) if self.hash_tags else self._k(*parts)
 
     def article(self, article_id: str) -> str:
         return self._k("article", article_id)
@@ -92,14 +109,14 @@ class Keys:
         return self._k("cluster", canonical_id)
 
     def feed(self, feed_id: str) -> str:
-        return self._k("feed", feed_id)
+        return self._tagged("feeds", "feed", feed_id)
 
     def feed_articles(self, feed_id: str) -> str:
-        return self._k("feed", feed_id, "articles")
+        return self._tagged("feeds", "feed", feed_id, "articles")
 
     @property
     def feeds(self) -> str:
-        return self._k("feeds")
+        return self._tagged("feeds", "feeds")
 
     @property
     def feeds_due(self) -> str:
@@ -135,14 +152,14 @@ class Keys:
 
     @property
     def model_current(self) -> str:
-        return self._k("model", "current")
+        return self._tagged("model", "model", "current")
 
     @property
     def model_versions(self) -> str:
-        return self._k("model", "versions")
+        return self._tagged("model", "model", "versions")
 
     def model_artifact(self, version: str) -> str:
-        return self._k("model", "artifact", version)
+        return self._tagged("model", "model", "artifact", version)
 
     def dedup(self, name: str) -> str:
         """Index keys: {dedup}:seq, meta, time, docs, buckets; one hash tag, so one Redis Cluster slot."""
@@ -150,6 +167,8 @@ class Keys:
 
     @property
     def pending(self) -> str:
+        """The ledger of sent messages (pending, pending:since, pending:lock) lives with the queues it is
+        checked against, on the broker's Redis."""
         return self._k("pending")
 
     @property

@@ -17,6 +17,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Message broker: empty for the Redis server of `redis_url`, or an amqp:// URL of RabbitMQ.
     broker_url: str = ""
+    #: `redis_url` names any node of a Redis Cluster holding the results; the queues then need `broker_url`.
+    redis_cluster: bool = False
     #: Prefix of every key feedsift writes (queues included).
     prefix: str = "feedsift:"
     #: Articles per `process_articles` message.
@@ -95,6 +97,11 @@ class Settings:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={value!r} is out of range [{low:g}, {high:g}]")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{ENV_PREFIX}REDIS_URL={self.redis_url!r} is not a redis://, rediss:// or unix:// URL")
+        if self.redis_cluster and not self.broker_url:
+            raise ValueError(
+                f"{ENV_PREFIX}REDIS_CLUSTER is set but {ENV_PREFIX}BROKER_URL is not: the queues need RabbitMQ or a "
+                "plain Redis (kombu does not speak the cluster protocol)"
+            )
         if self.broker_url and not self.broker_url.startswith(
             ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
         ):
