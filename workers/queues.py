@@ -16,6 +16,7 @@ ROUTES = {
     "feedsift.fetch_feed": FETCH,
     "feedsift.ingest_feed": FETCH,
     "feedsift.poll_feeds": FETCH,
+    "feedsift.expire_articles": FETCH,
     "feedsift.process_articles": PROCESS,
 }
 

@@ -257,6 +257,44 @@ class Store:
                 break
         return out[:limit]
 
+    def older_than(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of the oldest articles published before `cutoff` (epoch seconds)."""
+        return [text(i) for i in self.r.zrangebyscore(self.keys.articles, "-inf", f"({cutoff}", start=0, num=limit)]
+
+    def remove_articles(self, ids: list[str]) -> None:
+        """Deletes articles with their memberships (topics, feed, duplicates, cluster) and `seen` entries; a
+        cluster left with one article is deleted. The duplicate index is not touched."""
+        k = self.keys
+        pipe = self.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(k.article(i), "feed", "topics", "cluster")
+        records = pipe.execute()
+        clusters = set()
+        for i, (feed, topics, cluster) in zip(ids, records):
+            feed, topics, cluster = text(feed), text(topics), text(cluster)
+            if feed:
+                pipe.zrem(k.feed_articles(feed), i)
+            for topic in filter(None, topics.split(",")):
+                pipe.zrem(k.topic(topic), i)
+            if cluster:
+                pipe.srem(k.cluster(cluster), i)
+                clusters.add(cluster)
+            pipe.delete(k.article(i))
+        pipe.zrem(k.articles, *ids)
+        pipe.zrem(k.duplicates, *ids)
+        pipe.hdel(k.seen, *ids)
+        pipe.execute()
+        clusters = sorted(clusters)
+        for c in clusters:
+            pipe.smembers(k.cluster(c))
+        gone = set(ids)
+        for c, members in zip(clusters, pipe.execute()):
+            if len(members) <= 1:
+                pipe.delete(k.cluster(c))
+                for m in {text(x) for x in members} - gone:
+                    pipe.hset(k.article(m), "cluster", "")
+        pipe.execute()
+
     def article_count(self) -> int:
         return self.r.zcard(self.keys.articles)
 

@@ -15,7 +15,7 @@ import traceback
 import redis
 from celery.exceptions import Retry
 
-from feedsift.workers import metrics, pipeline
+from feedsift.workers import metrics, pipeline, retention
 from feedsift.workers.app import app
 from feedsift.workers.article import Article
 from feedsift.workers.context import context
@@ -143,6 +143,13 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
         for feed in feeds or {""}:
             ctx.store.record_error(feed, "", "dead_letter", f"batch of {size} articles failed {attempt} times: {exc}")
         return {"stored": 0, "dead_lettered": size}
+
+
+@app.task(name="feedsift.expire_articles")
+def expire_articles() -> dict:
+    """Removes articles older than `FEEDSIFT_RETENTION_DAYS`, a bounded number per run (run by `celery beat`)."""
+    ctx = context()
+    return {"removed": retention.expire(ctx.store, ctx.settings.retention_days)}
 
 
 @app.task(name="feedsift.poll_feeds")
