@@ -11,7 +11,7 @@ from feedsift.workers.schemas import ArticleOut, Feed
 
 COLOURS = {"diplomacy": "#2e90fa", "sport": "#12b76a", "politics": "#f79009"}
 #: Milliseconds between two refreshes of the page.
-REFRESH_MS = 10_000
+REFRESH_MS = 5_000
 #: Drawing size of the chart, in SVG units.
 WIDTH, HEIGHT = 900, 160
 
