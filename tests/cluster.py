@@ -203,3 +203,23 @@ def cluster_broker():
 def cluster(service_env, local_cluster, cluster_broker, tmp_path):
     with on_cluster(service_env, local_cluster, cluster_broker.url, tmp_path) as run:
         yield run
+
+
+@contextmanager
+def plain_redis(host: str) -> Iterator[str]:
+    """A plain redis-server listening on `host` (the queues' broker for workers on other hosts); yields its URL."""
+    port = node_port(host)
+    with tempfile.TemporaryDirectory(prefix="feedsift-broker-") as folder:
+        argv = [server_binary(), "--port", str(port), "--bind", host, "--dir", folder, "--save", ""]
+        proc = subprocess.Popen(
+            [*argv, "--protected-mode", "no", "--logfile", f"{folder}/redis.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            LocalCluster._wait(lambda: redis.Redis(host, port, socket_timeout=1).ping(), 30, f"redis on {host}:{port}")
+            yield f"redis://{host}:{port}/0"
+        finally:
+            proc.kill()
+            proc.wait()
