@@ -2,7 +2,7 @@
 
     python -m feedsift.models.select_model corpus [--fix]     # ids, duplicates, labels, counts, the split
     python -m feedsift.models.select_model overlap --against EVAL.jsonl   # rows that may share a story with an evaluation set
-    python -m feedsift.models.select_model compare [--folds 5] [--json models/selection.json]
+    python -m feedsift.models.select_model compare [--folds 5] [--json FILE]
 
 `corpus` checks the files in models/corpus/: with --fix it renumbers ids that
 repeat within a file, drops exact and near-identical copies (keeping the first)
@@ -20,7 +20,10 @@ Only configurations that can meet the throughput requirement (2,000 full-length
 articles/s on one core) may be chosen: character n-grams over whole texts cannot
 (the `articles/s` column, measured on long training articles, shows it). Among
 those, the best is chosen unless others come within TIE (0.005, below the folds'
-noise); then the one of those best on lead views is chosen.
+noise); then the one of those best on lead views is chosen. This chose the
+recipe (word unigrams, linear SVM, vectors at weight 0.25); the table and its
+settings were then chosen on real articles, `bench/vectors.py` (its results are
+`models/selection.json`).
 """
 
 from __future__ import annotations
