@@ -63,7 +63,9 @@ def submit(targets: list[str], wait: bool, timeout: float) -> int:
 
 
 def articles(topic, feed, duplicates, limit, as_json) -> int:
-    rows = _client().articles(topic=topic, feed=feed, duplicates=duplicates, limit=limit)
+    client = _client()
+    client.check_filters(topic, feed)  # a filter naming nothing is an error naming what there is, not an empty table
+    rows = client.articles(topic=topic, feed=feed, duplicates=duplicates, limit=limit)
     if as_json:
         _print_json([{k: v for k, v in tables.record(a).items() if k != "text"} for a in rows])
     else:

@@ -12,12 +12,12 @@ def articles(rows: list[Article]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=16)
     table.add_column("published", no_wrap=True, width=10)
-    table.add_column("title", overflow="fold", ratio=3, min_width=10)
-    table.add_column("topics", overflow="fold", ratio=1, min_width=9)
-    table.add_column("duplicate of", overflow="fold", ratio=1, min_width=16)
+    table.add_column("title", ratio=1, min_width=16)  # wrapped at word boundaries
+    table.add_column("topics", no_wrap=True)
+    table.add_column("duplicate of", no_wrap=True)
     for a in rows:
-        dup = f"{a.duplicate_of} {a.duplicate_kind} {a.similarity:.4f}" if a.duplicate_of else ""
-        table.add_row(a.id, iso(a.published)[:10], a.title, ",".join(a.topics) or "-", dup)
+        dup = f"{a.duplicate_of}\n{a.duplicate_kind} {a.similarity:.4f}" if a.duplicate_of else ""
+        table.add_row(a.id, iso(a.published)[:10], a.title, "\n".join(a.topics) or "-", dup)
     return table
 
 
