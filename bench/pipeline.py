@@ -11,7 +11,11 @@ One run prints:
   server's own CPU per article from the end-to-end run (the rest is Celery's share);
 - Redis bytes per stored article, by key family.
 
-    .venv/bin/python bench/pipeline.py [--articles 10000] [--feeds 100] [--processes 1,2]
+With `--cluster` the end-to-end run is made twice, results on one Redis and on a
+local 3-master Redis Cluster (queues on a plain Redis apart), and the cluster
+run also counts the Redis commands and broker messages per article.
+
+    .venv/bin/python bench/pipeline.py [--articles 10000] [--feeds 100] [--processes 1,2] [--cluster]
 
 The articles come from the written corpus (models/corpus/): its rows as they are, then new
 articles made of sentences of three different rows, until there are enough; short rows stay
@@ -27,6 +31,7 @@ import random
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +43,7 @@ from importlib import resources
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 
 from feedsift.workers import queues
 from feedsift.workers.client import Client
@@ -49,6 +55,7 @@ PREFIX = "bench:"
 #: redis-server to run (--redis-server); empty: the one bundled with feedsift.
 REDIS_SERVER = ""
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/cluster.py: the local cluster
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -136,9 +143,24 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def redis_cpu(r: redis.Redis) -> float:
-    info = r.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def node_infos(r: redis.Redis | RedisCluster, section: str) -> list[dict]:
+    """INFO of the server, or of every node of a cluster."""
+    if isinstance(r, RedisCluster):
+        return list(r.info(section, target_nodes=RedisCluster.PRIMARIES).values())
+    return [r.info(section)]
+
+
+def redis_cpu(r: redis.Redis | RedisCluster) -> float:
+    return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in node_infos(r, "cpu"))
+
+
+def commands(r: redis.Redis | RedisCluster) -> Counter:
+    """Calls of each command the server (every node of a cluster) has run."""
+    out: Counter = Counter()
+    for info in node_infos(r, "commandstats"):
+        for name, stats in info.items():
+            out[name.removeprefix("cmdstat_")] += int(stats["calls"])
+    return out
 
 
 def start_worker(env: dict, processes: int, log: Path, app: str | None = None, queue: str | None = None):
@@ -164,9 +186,17 @@ def stop(proc) -> None:
         proc.wait()
 
 
-def environment(url: str) -> dict:
+def settings_env(url: str, broker: str = "") -> dict:
+    """Results at `url`; with `broker`, `url` is a cluster and the queues are at `broker`."""
+    env = {"FEEDSIFT_REDIS_URL": url, "FEEDSIFT_PREFIX": PREFIX, "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1"}
+    if broker:
+        env.update({"FEEDSIFT_BROKER_URL": broker, "FEEDSIFT_REDIS_CLUSTER": "1"})
+    return env
+
+
+def environment(url: str, broker: str = "") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSIFT_")}
-    env.update({"FEEDSIFT_REDIS_URL": url, "FEEDSIFT_PREFIX": PREFIX, "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1"})
+    env.update(settings_env(url, broker))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
     return env
 
@@ -174,6 +204,8 @@ def environment(url: str) -> dict:
 def family(key: str) -> str:
     """A key's family: its name under the prefix, ids folded (`article:…`, `feed:…:articles`)."""
     parts = key[len(PREFIX) :].split(":")
+    if parts[0] in ("{feeds}", "{model}"):  # a cluster's hash tag in front of the name
+        parts = parts[1:]
     if parts[0] in ("article", "cluster", "topic", "model", "feed", "job"):
         return ":".join([parts[0], "…", *parts[2:]])
     return ":".join(parts)
@@ -189,17 +221,24 @@ def memory_by_family(r: redis.Redis) -> dict[str, int]:
     return dict(out)
 
 
-def end_to_end(urls: list[str], processes: int, n: int, logs: Path) -> dict:
-    """Submits every feed URL to a fresh Redis and `processes` worker processes; waits for every article."""
-    server = EmbeddedRedis(binary=REDIS_SERVER).start()
+def end_to_end(urls: list[str], processes: int, n: int, logs: Path, cluster: bool = False) -> dict:
+    """Submits every feed URL to a fresh Redis (or cluster) and `processes` worker processes; waits for every
+    article."""
+    from tests.cluster import LocalCluster
+
+    server = (LocalCluster() if cluster else EmbeddedRedis(binary=REDIS_SERVER)).start()
+    broker = EmbeddedRedis(binary=REDIS_SERVER).start() if cluster else None
     try:
-        env = environment(server.url)
-        app = use_redis(server.url)
+        broker_url = broker.url if broker else ""
+        env = environment(server.url, broker_url)
+        app = use_redis(server.url, broker_url)
         ctx = context()
         r = ctx.redis
-        worker = start_worker(env, processes, logs / f"worker-{processes}.log")
+        queues_redis = ctx.broker_redis
+        worker = start_worker(env, processes, logs / f"worker-{processes}{'-cluster' if cluster else ''}.log")
         client = Client(ctx, app=app)
         cpu0, rcpu0 = cpu_seconds(worker.pid), redis_cpu(r)
+        calls0, broker0, polls = commands(r), commands(queues_redis), 0
         t0 = time.monotonic()
         job = client.send([("feedsift.fetch_feed", [u], {}) for u in urls])
         seen: dict[str, float] = {}
@@ -209,6 +248,7 @@ def end_to_end(urls: list[str], processes: int, n: int, logs: Path) -> dict:
             for m in r.smembers(done_key):
                 seen.setdefault(m, now)
             progress = client.progress(job)
+            polls += 1
             if progress.finished and progress.feeds_done == len(urls):
                 break
             if now - t0 > 1800:
@@ -216,6 +256,10 @@ def end_to_end(urls: list[str], processes: int, n: int, logs: Path) -> dict:
             time.sleep(0.02)
         took = time.monotonic() - t0
         cpu, rcpu = cpu_seconds(worker.pid) - cpu0, redis_cpu(r) - rcpu0
+        calls = commands(r) - calls0
+        # this loop's own reads: SMEMBERS, then progress (HGETALL, HVALS, SCARD, SCARD) per poll
+        calls -= Counter({"smembers": polls, "hgetall": polls, "hvals": polls, "scard": 2 * polls, "info": 2})
+        sent = commands(queues_redis) - broker0
         latencies = sorted(v - t0 for v in seen.values())
         stored = progress.stored
         memory = memory_by_family(r)
@@ -237,21 +281,28 @@ def end_to_end(urls: list[str], processes: int, n: int, logs: Path) -> dict:
             "worker_ms": 1000 * cpu / stored,
             "redis_ms": 1000 * rcpu / stored,
             "memory": memory,
+            "cluster": cluster,
+            "commands": {k: v / stored for k, v in calls.items() if v > 0},
+            "broker": {k: v / stored for k, v in sent.items() if v > 0} if cluster else {},
             "repoll_per_s": n / repoll,
             "repoll_per_cpu_s": n / max(repoll_cpu, 1e-9),
         }
     finally:
         server.close()
+        if broker:
+            broker.close()
 
 
-def use_redis(url: str):
+def use_redis(url: str, broker: str = ""):
     """Points this process at a benchmark Redis: settings, the worker context, and a Celery app to send with."""
     from celery import Celery
 
     from feedsift.workers import settings
     from feedsift.workers.app import celery_config
 
-    os.environ.update({"FEEDSIFT_REDIS_URL": url, "FEEDSIFT_PREFIX": PREFIX, "FEEDSIFT_ALLOW_PRIVATE_NETWORKS": "1"})
+    for name in ("FEEDSIFT_BROKER_URL", "FEEDSIFT_REDIS_CLUSTER"):
+        os.environ.pop(name, None)
+    os.environ.update(settings_env(url, broker))
     settings.get_settings.cache_clear()
     context.cache_clear()
     app = Celery("feedsift-bench-client")
@@ -369,6 +420,7 @@ def main() -> None:
     ap.add_argument("--feeds", type=int, default=100)
     ap.add_argument("--processes", default="1,2")
     ap.add_argument("--redis-server", default="", help="redis-server binary (default: the bundled one)")
+    ap.add_argument("--cluster", action="store_true", help="also run end to end on a local 3-master Redis Cluster")
     args = ap.parse_args()
     global REDIS_SERVER
     REDIS_SERVER = args.redis_server
@@ -389,19 +441,32 @@ def main() -> None:
     per_stage, n = stages(urls)
     fp = feedparser_alone(list(docs.values()), n)
     results = [end_to_end(urls, int(p), len(pool), logs) for p in args.processes.split(",")]
+    if args.cluster:
+        results += [end_to_end(urls, int(p), len(pool), logs, cluster=True) for p in args.processes.split(",")]
     messages = [{"title": a["title"], "text": a["text"], "id": str(i)} for i, a in enumerate(pool)]
     noops = {int(p): noop_baseline(messages, int(p), logs) for p in args.processes.split(",")}
 
     print("end to end (submit by URL -> every article stored)")
     print(
-        f"{'processes':>9} {'articles/s':>11} {'no-op/s':>9} {'ratio':>6} {'p50 s':>7} {'p99 s':>7} {'worker ms/art':>14} {'redis ms/art':>13}"
+        f"{'results':>8} {'processes':>9} {'articles/s':>11} {'no-op/s':>9} {'ratio':>6} {'p50 s':>7} {'p99 s':>7} "
+        f"{'worker ms/art':>14} {'redis ms/art':>13}"
     )
     for res in results:
         base = noops[res["processes"]]["per_s"]
         print(
-            f"{res['processes']:>9} {res['per_s']:>11.0f} {base:>9.0f} {res['per_s'] / base:>6.2f} "
-            f"{res['p50']:>7.2f} {res['p99']:>7.2f} {res['worker_ms']:>14.3f} {res['redis_ms']:>13.3f}"
+            f"{'cluster' if res['cluster'] else 'redis':>8} {res['processes']:>9} {res['per_s']:>11.0f} {base:>9.0f} "
+            f"{res['per_s'] / base:>6.2f} {res['p50']:>7.2f} {res['p99']:>7.2f} {res['worker_ms']:>14.3f} "
+            f"{res['redis_ms']:>13.3f}"
         )
+    for res in results:
+        if res["cluster"]:
+            top = sorted(res["commands"].items(), key=lambda kv: -kv[1])
+            print(
+                f"cluster, {res['processes']} processes: {sum(res['commands'].values()):.1f} Redis commands per article "
+                f"({', '.join(f'{k} {v:.2f}' for k, v in top[:8])}); broker: "
+                f"{sum(res['broker'].values()):.2f} commands per article "
+                f"({', '.join(f'{k} {v:.3f}' for k, v in sorted(res['broker'].items(), key=lambda kv: -kv[1])[:6])})"
+            )
     print(f"baseline, feedparser alone on the same documents: {fp:.0f} articles/s (one core)")
     for res in results:
         print(
@@ -412,9 +477,10 @@ def main() -> None:
     for name, ms in per_stage.items():
         print(f"  {name:<40} {ms:8.3f} ms")
     print(f"  {'sum':<40} {sum(per_stage.values()):8.3f} ms")
-    res = results[-1]
+    res = next(r for r in reversed(results) if r["cluster"]) if args.cluster else results[-1]
     stored = res["stored"]
-    print(f"\nRedis memory per stored article ({stored} articles, {res['processes']} processes' run)")
+    where = "the cluster" if res["cluster"] else "one Redis"
+    print(f"\nRedis memory per stored article ({stored} articles on {where}, {res['processes']} processes' run)")
     mean_text = statistics.mean(len(a["title"].encode()) + len(a["text"].encode()) for a in pool)
     total = 0
     for fam, size in sorted(res["memory"].items(), key=lambda kv: -kv[1]):
