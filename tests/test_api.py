@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -259,3 +261,18 @@ def test_schemathesis_finds_nothing(api, r, worker, feed_server, tmp_path):
     assert "Selected: 14/14" in run.stdout and "Tested: 14" in run.stdout
     generated, passed = re.search(r"(\d+) generated, (\d+) passed", run.stdout).groups()
     assert int(generated) > 100 and generated == passed
+
+
+def test_compose_file_runs_the_api():
+    compose = shutil.which("docker-compose")
+    if not compose:
+        pytest.skip("docker-compose is not installed (.ci/run installs it)")
+    env = {"PATH": os.environ.get("PATH", ""), "FEEDSIFT_API_KEYS": KEY}
+    argv = [compose, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
+    services = subprocess.run([*argv, "config", "--services"], capture_output=True, text=True, env=env, timeout=60)
+    assert services.returncode == 0, services.stderr
+    assert {"api", "redis", "worker", "beat"} <= set(services.stdout.split())
+    config = subprocess.run([*argv, "config"], capture_output=True, text=True, env=env, timeout=60).stdout
+    api = config[config.index("\n  api:") :].split("\n  beat:")[0]
+    assert "- serve" in api and "127.0.0.1:8000:8000" in api
+    assert f"FEEDSIFT_API_KEYS: {KEY}" in api
