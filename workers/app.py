@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Exchange, Queue
 
 from feedsift.workers import queues
@@ -68,7 +70,8 @@ def broker_config(s: Settings) -> dict:
         "broker_url": s.broker,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"confirm_publish": True},
-        "broker_heartbeat": s.visibility_timeout,
+        # RabbitMQ gives up on a silent consumer after two missed heartbeats: about the visibility timeout
+        "broker_heartbeat": max(1, s.visibility_timeout // 2),
         "task_queues": [
             Queue(name, Exchange(name, type="topic"), routing_key=name, durable=True, queue_arguments=quorum)
             for name in queues.ALL
@@ -81,3 +84,17 @@ app = Celery("feedsift", include=["feedsift.workers.tasks"])
 app.add_defaults(celery_config)
 app.steps["worker"].add(Sweeper)
 app.steps["worker"].add(Heartbeat)
+
+
+@worker_ready.connect
+def _check_redis_encoding(**_) -> None:
+    """Says once, at start, when the Redis server would store every article in its large encoding."""
+    from feedsift.workers.context import context
+    from feedsift.workers.embedded import COMPACT_HASH_VALUE
+
+    try:
+        advice = context().store.compact_articles(COMPACT_HASH_VALUE)
+    except Exception as exc:  # a check, never a reason not to start
+        advice = f"could not read the Redis configuration: {exc}"
+    if advice:
+        logging.getLogger(__name__).warning(advice)

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
+from feedsift.models.text import summary as opening
+
 
 def iso(ts: float | str | None) -> str:
     """Epoch seconds as an ISO 8601 UTC string ("" for none): how times are written in Redis."""
@@ -48,7 +50,6 @@ class Article:
     #: Stored before with other content under the same id.
     updated: bool = False
     # -- set by processing ----------------------------------------------------
-    summary: str = ""
     topics: tuple[str, ...] = ()
     #: Topic -> probability, rounded to 4 places.
     scores: dict[str, float] = field(default_factory=dict)
@@ -101,7 +102,6 @@ class Article:
             "guid": self.guid,
             "title": self.title,
             "published": iso(self.published),
-            "summary": self.summary,
             "text": self.text,
             "topics": ",".join(self.topics),
             "scores": json.dumps(self.scores),
@@ -126,7 +126,6 @@ class Article:
             content_hash=record.get("content_hash", ""),
             source_hash=record.get("source_hash", ""),
             updated=record.get("updated") == "1",
-            summary=record.get("summary", ""),
             topics=tuple(t for t in record.get("topics", "").split(",") if t),
             scores=json.loads(record["scores"]) if record.get("scores") else {},
             model=record.get("model", ""),
@@ -137,11 +136,16 @@ class Article:
             cluster=record.get("cluster", ""),
         )
 
+    @property
+    def summary(self) -> str:
+        """The opening of the text, for lists: derived, not stored (it would store the text twice)."""
+        return opening(self.text or self.title)
+
     def with_(self, **changes) -> Article:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "summary": self.summary}
 
 
 #: The article hash's fields, in the order the README lists them.
@@ -152,7 +156,6 @@ FIELDS: tuple[str, ...] = (
     "guid",
     "title",
     "published",
-    "summary",
     "text",
     "topics",
     "scores",

@@ -38,7 +38,7 @@ SCHEMA: list[tuple[str, str, str]] = [
         "subscribed feed ids, scored by when each is next due (epoch seconds); a paused feed leaves it",
     ),
     ("schedule:lock", "string", "held by the one scheduler sending due feeds, with an expiry"),
-    ("seen", "hash", "article id -> content hash of the version last stored (drops re-polled articles)"),
+    ("seen", "hash", "article id -> source hash of the version last stored (drops re-polled articles before cleaning)"),
     ("errors", "stream", "errors: time, feed, url, kind, message (capped at about 10,000 entries)"),
     ("deadletter", "list", "JSON of batches that failed every attempt, with their error"),
     ("job:<job id>", "hash", "one submission: feeds (how many it sent)"),
@@ -54,8 +54,9 @@ SCHEMA: list[tuple[str, str, str]] = [
     (
         "{dedup}:docs",
         "hash",
-        "record chunk n -> fixed-width index records of a run of sequence numbers: id, cluster root, text hash, "
-        "shingle and word counts, opening word hashes, 16-bit MinHash codes of names and of shingles (binary)",
+        "record chunk n -> fixed-width index records of a run of sequence numbers: id, cluster root, verdict "
+        "(duplicated sequence number, kind, similarity, linked flag), text hash, shingle and word counts, opening "
+        "word hashes, 16-bit MinHash codes of names and of shingles (binary)",
     ),
     (
         "{dedup}:buckets",

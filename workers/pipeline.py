@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from feedsift.models.text import remember_lines, summary
+from feedsift.models.text import remember_lines
 from feedsift.workers import feeds, metrics
 from feedsift.workers.article import Article, iso
 from feedsift.workers.context import Context
@@ -87,6 +87,7 @@ def take_document(
             s.max_article_chars,
             charset=charset,
             known_boilerplate=frozenset(known),
+            known=ctx.store.known_sources,
         )
     except FeedError as exc:
         return fail(ctx, fid, locator, exc, job)
@@ -106,16 +107,16 @@ def take_document(
         last_fetch=iso(now),
         last_status="200",
         last_error=parsed.warning,
-        articles=len(parsed.articles),
+        articles=len(parsed.articles) + parsed.unchanged,
     )
     if parsed.warning:
         ctx.store.record_error(fid, locator, "warning", parsed.warning)
     _finish_feed(ctx, job, fid, error=bool(parsed.warning))
-    log.info("feed %s: %d articles, %d new", locator, len(parsed.articles), len(fresh))
+    log.info("feed %s: %d articles, %d new", locator, len(parsed.articles) + parsed.unchanged, len(fresh))
     return {
         "feed": fid,
         "status": 200,
-        "articles": len(parsed.articles),
+        "articles": len(parsed.articles) + parsed.unchanged,
         "new": len(fresh),
         "warning": parsed.warning,
         "ttl": parsed.ttl,
@@ -147,7 +148,6 @@ def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dic
     now = time.time()
     done = [
         a.with_(
-            summary=summary(a.text or a.title),
             topics=tuple(topics),
             scores={t: round(float(v), 4) for t, v in zip(model.topics, p)},
             model=model.version,

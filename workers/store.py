@@ -27,6 +27,21 @@ class Store:
         self.r, self.keys = client, keys
         self.errors_maxlen, self.job_ttl = errors_maxlen, job_ttl
 
+    def compact_articles(self, wanted: int) -> str:
+        """A warning when the server keeps article hashes in its large encoding ("" when it is fine, or
+        when the server does not let us read its configuration, as some managed services do not)."""
+        try:
+            found = self.r.config_get("hash-max-*-value")
+        except redis.ResponseError:
+            return ""
+        values = [int(v) for v in found.values() if str(v).isdigit()]
+        if values and max(values) < wanted:
+            return (
+                f"Redis keeps hash values over {max(values)} bytes in its large encoding: each article costs about "
+                f"1.4 KB more; set hash-max-listpack-value {wanted} (README, Memory)"
+            )
+        return ""
+
     # -- feeds --------------------------------------------------------------
     def feed(self, feed_id: str) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.r.hgetall(self.keys.feed(feed_id)).items()}
@@ -64,17 +79,39 @@ class Store:
         return out
 
     # -- articles -------------------------------------------------------------
+    def known_sources(self, sources: dict[str, str]) -> set[str]:
+        """Of {article id: source hash}, the ids stored from that very source (a re-poll's unchanged entries)."""
+        if not sources:
+            return set()
+        ids = list(sources)
+        return {i for i, stored in zip(ids, self.r.hmget(self.keys.seen, ids)) if stored and text(stored) == sources[i]}
+
     def unseen(self, articles: list[Article]) -> list[Article]:
-        """Articles never stored, or stored with other content (then marked updated)."""
+        """Articles never stored, or stored with other content (then marked updated). One whose source
+        changed but whose clean content did not (a tracking parameter in its markup) is not processed
+        again; its new source hash is remembered so the next poll drops it before cleaning."""
         if not articles:
             return []
-        known = self.r.hmget(self.keys.seen, [a.id for a in articles])
-        out = []
-        for article, stored in zip(articles, known):
+        k = self.keys
+        seen = self.r.hmget(k.seen, [a.id for a in articles])
+        out, changed = [], []
+        for article, stored in zip(articles, seen):
             if stored is None:
                 out.append(article)
-            elif text(stored) != article.content_hash:
-                out.append(article.with_(updated=True))
+            elif text(stored) != (article.source_hash or article.content_hash):
+                changed.append(article)
+        if changed:
+            pipe = self.r.pipeline(transaction=False)
+            for a in changed:
+                pipe.hget(k.article(a.id), "content_hash")
+            same = {}
+            for a, stored in zip(changed, pipe.execute()):
+                if text(stored) == a.content_hash:
+                    same[a.id] = a.source_hash or a.content_hash
+                else:
+                    out.append(a.with_(updated=True))
+            if same:
+                self.r.hset(k.seen, mapping=same)
         return out
 
     def article(self, article_id: str) -> dict[str, str]:
@@ -175,7 +212,7 @@ class Store:
             pipe.zadd(k.feed_articles(a.feed), {a.id: a.published})
             for topic in a.topics:
                 pipe.zadd(k.topic(topic), {a.id: a.published})
-            pipe.hset(k.seen, a.id, a.content_hash)
+            pipe.hset(k.seen, a.id, a.source_hash or a.content_hash)
         if job:
             self._job_members(pipe, k.job_done(job), [a.id for a in articles])
         self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles})
