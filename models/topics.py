@@ -34,7 +34,7 @@ from feedsift.models.text import normalise
 from feedsift.models.tokens import ngram_columns, token_hashes, tokenise, tokens
 
 FORMAT = "feedsift-topics/4"
-READS = ("feedsift-topics/2", FORMAT)  # formats this release loads (/2: no word vectors; /4: vectors inside)
+READS = (FORMAT,)  # /4: vectors inside, CRC-32 token columns; older artifacts hashed tokens otherwise
 CLASSIFIERS = ("logreg", "svm", "sgd")
 VECTOR_TERM = "(meaning)"  # the vector columns' share, shown as one term (one word: a table never wraps it)
 #: what each topic is about, in the annotation guide's terms; an article's similarity to each, in the
