@@ -32,13 +32,13 @@ def test_a_heartbeat_renews_what_is_held_and_revives_nothing(ctx, r):
 @pytest.mark.slow
 def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
     """A worker group is killed with SIGKILL mid-load and a fresh one started at once."""
-    docs = feeds(20, 100, seed=11)
+    docs = feeds(12, 100, seed=11)
     victim = start_worker(concurrency=2, env=broker.env)
     job = send_job(ctx, broker.app, ingest_calls(docs))
     unacked = PREFIX + "queue:unacked"  # with Redis as the broker: kombu's record of what workers hold
 
     def midway():
-        return stored(r, ctx.keys) >= 1200 and (broker.amqp or r.hlen(unacked))
+        return stored(r, ctx.keys) >= 700 and (broker.amqp or r.hlen(unacked))
 
     wait_for(midway, timeout=120, interval=0.01, message="most batches stored")
     held = set(r.hkeys(unacked))
@@ -46,7 +46,7 @@ def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
     killed = time.monotonic()
     victim.proc.wait()
     at_kill = stored(r, ctx.keys)
-    assert at_kill < 2000, "the work was done before the kill"
+    assert at_kill < 1200, "the work was done before the kill"
     start_worker(concurrency=2, env=broker.env)
     limit = RECOVERY[broker.name]
 
@@ -62,9 +62,9 @@ def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
         assert held  # messages it held, neither acknowledged nor lost
     wait_for(settled, timeout=limit + 30, interval=0.2, message="every article after the kill")
     took = time.monotonic() - killed
-    assert_stored_exactly_once(r, ctx.keys, 2000)
+    assert_stored_exactly_once(r, ctx.keys, 1200)
     assert not ctx.store.errors(count=10) and r.llen(ctx.keys.deadletter) == 0
-    print(f"\n{broker.name}: killed with {at_kill} of 2000 stored; all stored once {took:.1f} s after the kill")
+    print(f"\n{broker.name}: killed with {at_kill} of 1200 stored; all stored once {took:.1f} s after the kill")
     assert took <= limit
 
 
@@ -86,12 +86,12 @@ def trickle(body: bytes, seconds: int):
 @pytest.mark.slow
 def test_a_long_task_on_a_live_worker_runs_once(ctx, r, broker, start_worker, feed_server):
     """Shortened timings, for this test only: a 2 s visibility timeout (a heartbeat every 0.4 s, a look for
-    lapsed holds every second; RabbitMQ heartbeats of 2 s) against a fetch that runs 14 s: the task outlives
-    seven timeouts and fourteen looks while a second, idle worker waits for anything delivered again."""
+    lapsed holds every second; RabbitMQ heartbeats of 1 s) against a fetch that runs 10 s: the task outlives
+    five timeouts and ten looks while a second, idle worker waits for anything delivered again."""
     env = {**broker.env, "FEEDSIFT_VISIBILITY_TIMEOUT": "2", "FEEDSIFT_FETCH_DEADLINE": "120"}
     _, doc, guids = feeds(1, 5, seed=12)[0]
     path = f"/slow-{uuid.uuid4().hex[:8]}.xml"
-    url = feed_server.add(path, b"", raw=trickle(doc, 14))
+    url = feed_server.add(path, b"", raw=trickle(doc, 10))
     start_worker(concurrency=1, env=env)
     start_worker(concurrency=1, env=env)
     started = time.monotonic()
@@ -99,6 +99,6 @@ def test_a_long_task_on_a_live_worker_runs_once(ctx, r, broker, start_worker, fe
     wait_for(lambda: job_finished(ctx, job), timeout=120, message="the slow feed stored")
     took = time.monotonic() - started
     time.sleep(4)  # two more timeouts: a late second delivery would show
-    assert took > 6 * 2  # more than six visibility timeouts
+    assert took > 4 * 2  # more than four visibility timeouts
     assert len(feed_server.hits(path)) == 1  # fetched once: never delivered to the other worker
     assert_stored_exactly_once(r, ctx.keys, len(guids))
