@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedsift.workers.context import context
 from feedsift.workers.embedded import free_port
 from feedsift.workers.feeds import feed_id
 from tests.harness import EXAMPLES, ROOT, wait_for
@@ -103,7 +104,8 @@ def test_every_write_route_refuses_a_missing_or_wrong_key(api, r):
         # every write route documents its 401 and its key
         assert "401" in schema["paths"][path][method]["responses"]
         assert schema["paths"][path][method]["security"] == [{"HTTPBearer": []}]
-    assert not r.keys("fstest:feed*"), "a refused write changed nothing"
+    keys = context().keys
+    assert not r.exists(keys.feeds, keys.feeds_due), "a refused write changed nothing"
 
 
 def test_reads_need_a_key_unless_public(api, open_api, r):
@@ -163,7 +165,7 @@ def test_subscribe_then_page_through_articles(api, r, worker, feed_server):
 
         assert http.delete(f"/feeds/{fid}").status_code == 204
         assert http.get(f"/feeds/{fid}").status_code == 404
-        assert r.zscore("fstest:feeds:due", fid) is None
+        assert r.zscore(context().keys.feeds_due, fid) is None
         assert http.get(f"/articles/{ids[0]}").status_code == 200  # its articles stay
 
 
@@ -206,7 +208,7 @@ def test_limits_and_the_url_guard(api, open_api, r):
             refused = http.post("/feeds", json={"url": url})
             assert refused.status_code == 400, (url, refused.text)
             assert "refused" in refused.text or "loopback" in refused.text, (url, refused.text)
-    assert not r.exists("fstest:feeds:due")
+    assert not r.exists(context().keys.feeds_due)
 
 
 def test_health_models_and_metrics(api, r, worker):

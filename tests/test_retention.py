@@ -71,7 +71,7 @@ def test_memory_stays_flat_while_articles_stream_past_the_retention(ctx, r):
         pipe.zscore(ctx.keys.topic(a.topics[0]), a.id)
     assert not any(pipe.execute())
     assert r.zcard(ctx.keys.duplicates) == 900 // 5
-    clusters = list(r.scan_iter(match=PREFIX + "cluster:*"))
+    clusters = list(r.scan_iter(match=ctx.keys.cluster("*")))
     assert len(clusters) == 900 // 5 and all(r.scard(c) == 2 for c in clusters)
 
 
