@@ -55,6 +55,10 @@ def server_binary() -> str:
     return shutil.which("redis-server") or redis_server_binary()
 
 
+def cli_binary() -> str:
+    return shutil.which("redis-cli") or redis_cli_binary() or "redis-cli"
+
+
 class LocalCluster:
     def __init__(self, masters: int = 3, host: str = "127.0.0.1"):
         self.host, self.ports = host, [node_port(host) for _ in range(masters)]
@@ -72,10 +76,9 @@ class LocalCluster:
                 self._start_node(port)
             for port in self.ports:
                 self._wait(lambda p=port: redis.Redis(self.host, p, socket_timeout=1).ping(), timeout, f"node {port}")
-            cli = shutil.which("redis-cli") or redis_cli_binary()
             nodes = [f"{self.host}:{p}" for p in self.ports]
             subprocess.run(
-                [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                [cli_binary(), "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
                 check=True,
                 capture_output=True,
                 timeout=60,

@@ -22,6 +22,7 @@ from feedsift.workers.client import Client
 from feedsift.workers.feeds import feed_id
 from feedsift.workers.keys import Keys
 from feedsift.workers.settings import Settings
+from tests.cluster import cli_binary
 from tests.harness import EXAMPLES, PREFIX, ROOT, job_finished, send_job, wait_for
 from tests.test_dedup_race import PAIRS, batches, check_clusters
 from tests.test_end_to_end import EXPECTED, FILES, ids_by_guid
@@ -81,7 +82,7 @@ def test_example_feeds_on_the_cluster(cluster, feed_server):
         assert members == {aid for aid in ids.values() if topic in ctx.store.article(aid)["topics"].split(",")}
         # readable by hand, whichever node one asks
         for port in cluster.cluster.ports:
-            argv = ["redis-cli", "-c", "-p", str(port), "ZRANGE", ctx.keys.topic(topic), "0", "-1"]
+            argv = [cli_binary(), "-c", "-p", str(port), "ZRANGE", ctx.keys.topic(topic), "0", "-1"]
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
             assert set(out.split()) == members
 
