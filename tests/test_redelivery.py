@@ -118,3 +118,11 @@ def test_lost_upload_and_lost_batch_are_stored_after_the_visibility_timeout(ctx,
     # every call ended, so nothing is left to send again
     wait_for(lambda: r.hlen(ctx.keys.pending) == 0, timeout=10, message="no pending calls left")
     assert r.zcard(ctx.keys.pending_since) == 0
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+def test_no_ledger_with_rabbitmq(ctx, r, broker):
+    """RabbitMQ keeps a message until it is acknowledged, so nothing is written to `pending` for it."""
+    broker.app.send_task("feedsift.ingest_feed", args=["<rss/>", "upload:amqp"], kwargs={"job": "j3"})
+    assert r.hlen(ctx.keys.pending) == 0 and r.zcard(ctx.keys.pending_since) == 0
+    assert broker.app.conf.broker_url.startswith("amqp://")
