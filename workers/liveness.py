@@ -86,7 +86,7 @@ class Heartbeat(bootsteps.StartStopStep):
                 if failing:
                     log.info("heartbeat reaches Redis again")
                 failing = False
-            except redis.RedisError as exc:
+            except (redis.RedisError, RuntimeError) as exc:  # RuntimeError: tags changed while copied; next time
                 if not failing:
                     log.warning(
                         "heartbeat cannot reach Redis (messages held here go back to their queue "
