@@ -84,12 +84,12 @@ class Heartbeat(bootsteps.StartStopStep):
             try:
                 renew(client, keys, held(getattr(worker, "consumer", None)))
                 if failing:
-                    log.info("heartbeat reaches Redis again")
+                    log.info("heartbeats reach Redis again")
                 failing = False
-            except (redis.RedisError, RuntimeError) as exc:  # RuntimeError: tags changed while copied; next time
+            except Exception as exc:  # Redis unreachable, tags changed while copied...: a missed beat, never the last
                 if not failing:
                     log.warning(
-                        "heartbeat cannot reach Redis (messages held here go back to their queue "
+                        "heartbeat missed (messages held here go back to their queue "
                         "if this lasts the visibility timeout): %s",
                         exc,
                     )
