@@ -26,6 +26,10 @@ from celery import Celery
 from feedsift.workers.embedded import free_port
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
+#: The server's start script (Debian's layout), else whatever PATH has.
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+if not os.path.exists(SERVER):
+    SERVER = "rabbitmq-server"
 
 
 def rabbitmqctl(*args: str, node: str | None = None) -> str:
@@ -66,9 +70,6 @@ class RabbitNode:
         )
         for sub in ("mnesia", "log"):
             (self.directory / sub).mkdir()
-        shutil.chown(self.directory, "rabbitmq", "rabbitmq")  # the server drops to its own user
-        for path in self.directory.iterdir():
-            shutil.chown(path, "rabbitmq", "rabbitmq")
         self.env = {
             **os.environ,
             "RABBITMQ_NODENAME": self.name,
@@ -86,9 +87,12 @@ class RabbitNode:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
     def start(self, timeout: float = 90) -> RabbitNode:
+        assert not listening(self.port), f"port {self.port} is taken"
         log = open(self.directory / "server.out", "a")  # noqa: SIM115 (the server's for its life)
+        # the script itself, not the wrapper on PATH that switches user in a session of its own: the
+        # server stays in this process group, so a kill reaches it
         self.process = subprocess.Popen(
-            ["rabbitmq-server"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -106,6 +110,10 @@ class RabbitNode:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+        deadline = time.monotonic() + 10
+        while listening(self.port):
+            assert time.monotonic() < deadline, "the killed node still listens"
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.kill()
