@@ -62,6 +62,9 @@ def broker_config(s: Settings) -> dict:
                 # look for messages whose hold lapsed often enough that they come back soon after the timeout
                 "unacked_restore_interval": s.restore_interval,
                 "unacked_restore_throttle": 1,
+                # a worker killed while it puts messages back lets the next one do it a look later, not
+                # after kombu's 5 minutes (two looks at once are safe: each move watches `unacked`)
+                "unacked_mutex_expire": s.restore_interval,
                 "global_keyprefix": Keys(s.prefix).queue_prefix,
             },
         }
