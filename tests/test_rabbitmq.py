@@ -14,6 +14,7 @@ def rows(*args: str) -> list[list[str]]:
     return [line.split("\t") for line in rabbitmqctl(*args, "--no-table-headers").splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
 def test_queues_channels_and_consumers_as_declared(ctx, r, broker, start_worker):
     vhost = broker.url.rsplit("/", 1)[1]
