@@ -643,6 +643,48 @@ def report(title, tallies: dict[str, Tally], bases: int, copies: int, negatives,
             print(f"    wrong link {a} -> {b} ({k} {sim:.3f}): {texts[a][:60]!r} / {texts[b][:60]!r}")
 
 
+def stream(real, size: int, rng: random.Random) -> list[Doc]:
+    """A feed-like stream: real and corpus articles, about one in ten followed somewhere by an edited copy."""
+    bases = (real + corpus_bases(10**6, rng))[:size]
+    vocab = sorted({w.lower() for _, _, t in bases for w in re.findall(r"[A-Za-z]{3,}", t)})
+    ed = Editor(rng, vocab, [t for _, _, t in bases])
+    docs = [Doc(f"s{k}", f"s{k}", "", "", clean(t)) for k, (_, _, t) in enumerate(bases)]
+    for k, (_, _, t) in enumerate(bases):
+        if rng.random() < 0.1:
+            edit, param, copy = rng.choice(variants(ed, t))
+            docs.append(Doc(f"s{k}c", f"s{k}", edit, param, clean(copy)))
+    rng.shuffle(docs)
+    return docs
+
+
+def throughput(systems, r: redis.Redis, port: int, h: MinHasher, docs: list[Doc], datasketch: int) -> None:
+    """Articles/s (signature + index) and Redis bytes per article on a stream, and datasketch on its opening."""
+    n = len(docs)
+    print(f"\n== stream of {n} articles (about one in ten with an edited copy): cost")
+    for name, run in systems.items():
+        r.flushall()
+        res = run(r, docs)
+        print(
+            f"  {name}: {n / (res['sig_s'] + res['index_s']):.0f} articles/s signature+index "
+            f"(signatures {n / res['sig_s']:.0f}/s, index {n / res['index_s']:.0f}/s), "
+            f"{res['bytes'] / n:.0f} B/article in Redis"
+        )
+    if datasketch:
+        part = docs[:datasketch]
+        m = len(part)
+        r.flushall()
+        ours = systems["chosen"](r, part)
+        r.flushall()
+        ds = run_datasketch(r, port, part, h)
+        t_ours = m / (ours["sig_s"] + ours["index_s"])
+        print(
+            f"  against datasketch MinHashLSH with Redis storage on the first {m} (same signatures and bands): "
+            f"feedsift {t_ours:.0f} articles/s, {ours['bytes'] / m:.0f} B/article; datasketch "
+            f"{m / ds['total_s']:.0f} articles/s, {ds['bytes'] / m:.0f} B/article; ratio: throughput "
+            f"{t_ours / (m / ds['total_s']):.1f}x, bytes {ours['bytes'] / ds['bytes']:.2f}x"
+        )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -650,7 +692,8 @@ def main(argv=None) -> int:
     ap.add_argument("--templates", type=int, default=60, help="stories per template")
     ap.add_argument("--negatives", type=int, default=100, help="same-subject pairs checked")
     ap.add_argument("--previous", default="bd263f8", help="git commit of the previous index")
-    ap.add_argument("--datasketch", type=int, default=1500, help="texts in the datasketch comparison (0: skip)")
+    ap.add_argument("--stream", type=int, default=3000, help="articles in the stream that measures cost")
+    ap.add_argument("--datasketch", type=int, default=1000, help="texts in the datasketch comparison (0: skip)")
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args(argv)
 
@@ -678,27 +721,11 @@ def main(argv=None) -> int:
         systems = {"chosen": lambda r, docs: run_current(r, docs, "now:")}
         if previous:
             systems["previous"] = lambda r, docs: run_previous(r, docs, "old:", previous)
-        sample = []
         for title, bases in sets:
             base_docs, tmpl_docs, copies, name = build(bases, templates(rng, args.templates), rng)
             negatives = [(name[a], name[b], c) for a, b, c in same_subject_pairs(bases, args.negatives)]
             evaluate(title, systems, r, base_docs, tmpl_docs, copies, negatives, rng)
-            sample += base_docs + copies
-        if args.datasketch:
-            rng.shuffle(sample)
-            part = sample[: args.datasketch]
-            r.flushall()
-            ours = run_current(r, part, "now:")
-            r.flushall()
-            ds = run_datasketch(r, server.port, part, h)
-            n = len(part)
-            t_ours = n / (ours["sig_s"] + ours["index_s"])
-            print(
-                f"\n== against datasketch MinHashLSH with Redis storage, same {n} texts, same signatures and bands:\n"
-                f"  feedsift {t_ours:.0f} articles/s, {ours['bytes'] / n:.0f} B/article; "
-                f"datasketch {n / ds['total_s']:.0f} articles/s, {ds['bytes'] / n:.0f} B/article; "
-                f"ratio: throughput {t_ours / (n / ds['total_s']):.1f}x, bytes {ours['bytes'] / ds['bytes']:.2f}x"
-            )
+        throughput(systems, r, server.port, h, stream(real, args.stream, rng), args.datasketch)
     return 0
 
 

@@ -43,10 +43,13 @@ ID_BYTES = 16
 
 KINDS = ("", "excerpt", "near", "exact")  # ranked: a better kind wins over a higher similarity
 
-# Names: a capitalised word that does not open a sentence; numbers: runs of digits.
-_CAPITAL = re.compile(r"\b[A-Z][\w'-]*")
+# Names: a capitalised word that does not open a sentence (the text is normalised: one space between
+# words); numbers: runs of digits.
+_NAME = re.compile(r"(?<=[^.!?:;\"\n] )[(']?([A-Z][\w'-]*)")
 _DIGITS = re.compile(r"\d+")
-_OPENS = frozenset('.!?:;"\n')
+#: CRC32 of words seen lately, shared by every sketch of the process (news reuses its vocabulary).
+_WORD_CRC: dict[str, int] = {}
+_WORD_CRC_MAX = 500_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Sketch:
     lead_key: int | None  # hash of the first lead_key_words words; None for a shorter text
     size: int  # distinct shingles
     words: int
+    text_hash: str  # of the word sequence: equal for exact copies
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,11 @@ class Verdict:
     #: Share of a shorter text's opening words found at the opening of a longer one (or estimated
     #: containment of its shingles) at or above which it is an excerpt.
     excerpt: float = 0.9
-    #: Fewest words an excerpt has.
+    #: Fewest words an excerpt, or any duplicate but an exact copy, has.
     excerpt_words: int = 10
+    #: Estimated share of the shorter text's shingles in the longer at or above which (with the names)
+    #: it is a near-duplicate although its Jaccard similarity is lower: a copy with a paragraph added.
+    contained: float = 0.8
     #: An excerpt is shorter than what it is taken from: at most this share of its shingles.
     excerpt_ratio: float = 0.9
     #: Words an opening word may be shifted by and still match (a word added or dropped).
@@ -192,7 +199,7 @@ class MinHasher:
 
     def shingles(self, text: str) -> np.ndarray:
         """64-bit hash of each word k-gram, deduplicated (a set, as Jaccard wants)."""
-        return self._grams(_crc(self.tokens(text)))
+        return self._grams(_word_crc(self.tokens(text)))
 
     def _minimums(self, h: np.ndarray, n: int) -> np.ndarray:
         if h.size == 0:
@@ -210,7 +217,7 @@ class MinHasher:
     def sketch(self, text: str) -> Sketch:
         text = normalise(text)
         tokens = words(text)
-        t = _crc(tokens)
+        t = _word_crc(tokens)
         h = self._grams(t)
         names = _crc(list(names_and_numbers(text)), b"n\0")
         lead = (t[: self.lead_words] & np.uint64(0xFFFF)).astype(np.uint16)
@@ -224,6 +231,7 @@ class MinHasher:
             key,
             int(h.size),
             len(tokens),
+            _hash_words(tokens),
         )
 
     # -- what the index stores -------------------------------------------------
@@ -272,18 +280,29 @@ def _multilinear(values: np.ndarray, mul: np.ndarray) -> np.ndarray:
 
 
 def names_and_numbers(text: str) -> set[str]:
-    """Capitalised words that do not open a sentence, lower-cased, and runs of digits."""
-    out = set(_DIGITS.findall(text))
-    for m in _CAPITAL.finditer(text):
-        before = text[max(0, m.start() - 3) : m.start()].rstrip(" '(")
-        if before and before[-1] not in _OPENS:
-            out.add(m.group().lower())
-    return out
+    """Capitalised words that do not open a sentence, lower-cased, and runs of digits (of a normalised text)."""
+    return set(_DIGITS.findall(text)) | {w.lower() for w in _NAME.findall(text)}
+
+
+def _word_crc(tokens: list[str]) -> np.ndarray:
+    """CRC32 of each word, from the process's cache where it can."""
+    vals = list(map(_WORD_CRC.get, tokens))
+    if None in vals:
+        if len(_WORD_CRC) > _WORD_CRC_MAX:
+            _WORD_CRC.clear()
+        for i, v in enumerate(vals):
+            if v is None:
+                vals[i] = _WORD_CRC[tokens[i]] = zlib.crc32(tokens[i].encode())
+    return np.array(vals, dtype=np.uint64)
 
 
 def text_hash(text: str) -> str:
     """Hash of the text's word sequence: texts differing only in case, punctuation or spacing are "exact" copies."""
-    return hashlib.blake2b(" ".join(words(normalise(text))).encode(), digest_size=8).hexdigest()
+    return _hash_words(words(normalise(text)))
+
+
+def _hash_words(tokens: list[str]) -> str:
+    return hashlib.blake2b(" ".join(tokens).encode(), digest_size=8).hexdigest()
 
 
 def id_hash(article_id: str) -> int:
@@ -389,15 +408,20 @@ def names_contained(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(new: Record, old: Record, v: Verdict, lead_words: int) -> tuple[str, float]:
-    """(kind, similarity) of a record against an earlier one; kind "" when not a duplicate."""
+    """(kind, similarity) of a record against an earlier one; kind "" when not a duplicate.
+
+    Below `excerpt_words` words a text is only ever an exact copy: a few words carry too little.
+    """
     if new.hash == old.hash:
         return "exact", 1.0
     eq = new.codes == old.codes
     sim = float(np.count_nonzero(eq)) / eq.size
+    short, long = (new, old) if new.words <= old.words else (old, new)
+    if short.words < v.excerpt_words:
+        return "", sim
     if sim >= v.near and names_contained(new.names, old.names) >= v.names:
         return "near", sim
-    short, long = (new, old) if new.words <= old.words else (old, new)
-    if short.words >= v.excerpt_words and short.size <= v.excerpt_ratio * long.size:
+    if short.size <= v.excerpt_ratio * long.size:
         equal = int(np.count_nonzero(eq))
         less, more = int(np.count_nonzero(short.codes < long.codes)), int(np.count_nonzero(short.codes > long.codes))
         c = containment(equal, less, more, short.size, long.size)
@@ -408,6 +432,9 @@ def compare(new: Record, old: Record, v: Verdict, lead_words: int) -> tuple[str,
             return "excerpt", o if teaser or equal == 0 else c
         if not teaser and c >= v.excerpt:
             return "excerpt", c
+        # an edited copy with a paragraph added: most of the shorter is in the longer
+        if c >= v.contained and names_contained(new.names, old.names) >= v.names:
+            return "near", c
     return "", sim
 
 

@@ -28,9 +28,10 @@
 --                    split as the index grows and stay about LOAD entries long
 --
 -- ARGV[1] JSON: layout {field: [offset, bytes]}, record (W), per_chunk (K), load, now, and the
---         verdict: near, names, excerpt, excerpt_words, excerpt_ratio, slack
+--         verdict: near, names, excerpt, excerpt_words, excerpt_ratio, contained, slack
 -- then 3 per article: id, record (root left blank), keys (4 bytes each: bands, lead key, id)
--- Returns one {id, seq, duplicate_of, kind, similarity ("%.4f" or ""), cluster} per article.
+-- Returns {id, seq, duplicate_of, kind, similarity ("%.4f" or ""), cluster} per article, each
+-- followed by those of earlier articles whose verdict it changed (a teaser joining its story's cluster).
 
 local cfg = cjson.decode(ARGV[1])
 local F = {}
@@ -38,6 +39,7 @@ for name, f in pairs(cfg.layout) do F[name] = {f[1] + 1, f[1] + f[2]} end
 local W, K, LOAD, now = cfg.record, cfg.per_chunk, cfg.load, cfg.now
 local NEAR, NAMES, EXCERPT = cfg.near, cfg.names, cfg.excerpt
 local EX_WORDS, EX_RATIO, SLACK = cfg.excerpt_words, cfg.excerpt_ratio, cfg.slack
+local CONTAINED = cfg.contained
 local NP = (F.codes[2] - F.codes[1] + 1) / 2
 local NN = (F.names[2] - F.names[1] + 1) / 2
 local L = (F.lead[2] - F.lead[1] + 1) / 2
@@ -254,6 +256,16 @@ local function opening(short, long)
 end
 
 -- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
+local function names_agree(new, old)
+  local neq, nlt, ngt = 0, 0, 0
+  for k = 1, NN do
+    local x, y = new.names[k], old.names[k]
+    if x == y then neq = neq + 1 elseif x < y then nlt = nlt + 1 else ngt = ngt + 1 end
+  end
+  return neq > 0 and math.max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES
+end
+
+-- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
 local function compare(new, old)
   if new.hash == old.hash then return 3, 1.0 end
   local eq, lt, gt = 0, 0, 0
@@ -262,17 +274,11 @@ local function compare(new, old)
     if x == y then eq = eq + 1 elseif x < y then lt = lt + 1 else gt = gt + 1 end
   end
   local sim = eq / NP
-  if sim >= NEAR then
-    local neq, nlt, ngt = 0, 0, 0
-    for k = 1, NN do
-      local x, y = new.names[k], old.names[k]
-      if x == y then neq = neq + 1 elseif x < y then nlt = nlt + 1 else ngt = ngt + 1 end
-    end
-    if neq > 0 and math.max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES then return 2, sim end
-  end
   local short, long, less, more
   if new.words <= old.words then short, long, less, more = new, old, lt, gt else short, long, less, more = old, new, gt, lt end
-  if short.words >= EX_WORDS and short.size <= EX_RATIO * long.size then
+  if short.words < EX_WORDS then return 0, sim end
+  if sim >= NEAR and names_agree(new, old) then return 2, sim end
+  if short.size <= EX_RATIO * long.size then
     local c = containment(eq, less, more, short.size, long.size)
     local teaser = short.words <= L
     local o = opening(short, long)
@@ -281,6 +287,7 @@ local function compare(new, old)
       return 1, c
     end
     if not teaser and c >= EXCERPT then return 1, c end
+    if c >= CONTAINED and names_agree(new, old) then return 2, c end
   end
   return 0, sim
 end
@@ -342,7 +349,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   if not seq then seq = redis.call("INCR", KEYS[1]) end
 
   -- candidates: earlier articles sharing a band or the lead key
-  local new = parse(rec)
+  local new = nil -- parsed on the first candidate: most articles have none
   local seen, best_kind, best_sim, best_seq = {}, 0, -1, nil
   local teasers, again = {}, {}
   for k = 1, NK - 1 do
@@ -353,6 +360,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
         seen[c] = true
         local r = record(c)
         if r then
+          new = new or parse(rec)
           local old = parse(r)
           local kind, sim = compare(new, old)
           if kind > 0 and (kind > best_kind or (kind == best_kind and (sim > best_sim or (sim == best_sim and c < best_seq)))) then

@@ -21,7 +21,7 @@ from importlib import resources
 
 import redis
 
-from feedsift.models.minhash import Decision, MinHasher, Sketch, Verdict, text_hash
+from feedsift.models.minhash import Decision, MinHasher, Sketch, Verdict
 from feedsift.workers.keys import Keys
 
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
@@ -75,13 +75,14 @@ class DuplicateIndex:
             "excerpt": v.excerpt,
             "excerpt_words": v.excerpt_words,
             "excerpt_ratio": v.excerpt_ratio,
+            "contained": v.contained,
             "slack": v.slack,
         }
 
     def item(self, article_id: str, title: str, text: str, published: float) -> Item:
         """What the index keeps of an article: its text hash and sketch (a text-less item falls back to its title)."""
-        body = text or title
-        return Item(article_id, text_hash(body), self.hasher.sketch(body), published)
+        sk = self.hasher.sketch(text or title)
+        return Item(article_id, sk.text_hash, sk, published)
 
     def decide(self, items: list[Item], now: float | None = None) -> list[Decision]:
         """Decides and inserts a batch in one atomic step, then drops what left the window; one round trip.
