@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from feedsift.models import tokens
+
 NAME = "potion-base-8M"
 #: where each table comes from, pinned: the source file's SHA-256, its licence and origin
 SOURCES = {
@@ -104,33 +106,54 @@ class StaticVectors:
         """`table` holds a row per piece; int8 rows come with `scale`, one factor per row (kept so: 4x less memory)."""
         self.table, self.pieces, self.name, self.digest, self.scale = table, pieces, name, digest, scale
         self.dim = table.shape[1]
-        self._index: dict[str, int] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._row_of = np.full(0, -1, dtype=np.int64)  # token id (`tokens.token_ids`) -> cached row, -1: none
+        self._n = 0
+        self._generation = tokens.generation
         self._rows = np.zeros((1024, self.dim), dtype=np.float32)
 
-    def _add(self, words: list[str]) -> None:
-        need = len(self._index) + len(words)
+    @property
+    def cached(self) -> int:
+        """Words whose vector is cached."""
+        return self._n
+
+    def _add(self, ids: np.ndarray) -> None:
+        need = self._n + len(ids)
         if need > len(self._rows):
             grown = np.zeros((max(need, min(2 * len(self._rows), _CACHE_MAX)), self.dim), dtype=np.float32)
-            grown[: len(self._index)] = self._rows[: len(self._index)]
+            grown[: self._n] = self._rows[: self._n]
             self._rows = grown
-        for word in words:
-            ids = self.pieces(word)
-            n = len(self._index)
-            rows = self.table[ids].astype(np.float32)
+        for i, word in zip(ids.tolist(), tokens.words_of(ids)):
+            pieces = self.pieces(word)
+            rows = self.table[pieces].astype(np.float32)
             if self.scale is not None:
-                rows *= self.scale[ids, None]
-            self._rows[n] = rows.sum(axis=0) if ids else 0.0
-            self._index[word] = n
+                rows *= self.scale[pieces, None]
+            self._rows[self._n] = rows.sum(axis=0) if pieces else 0.0
+            self._row_of[i] = self._n
+            self._n += 1
 
-    def embed(self, tokens: list[str], lens: np.ndarray) -> np.ndarray:
+    def embed(self, toks: list[str], lens: np.ndarray) -> np.ndarray:
         """Unit-length vector of each document (`lens[i]` consecutive tokens each)."""
-        missing = set(tokens).difference(self._index)
-        if missing:
-            if len(self._index) + len(missing) > _CACHE_MAX:
-                self._index.clear()
-                missing = set(tokens)
-            self._add(list(missing))
-        cols = np.fromiter(map(self._index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        return self.embed_ids(tokens.token_ids(toks), lens)
+
+    def embed_ids(self, ids: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """`embed` of tokens already given as ids of the process's token table (one look-up per token for all)."""
+        if self._generation != tokens.generation:  # the token table was cleared: its ids name other words now
+            self._reset()
+        if len(self._row_of) < len(tokens._WORDS):
+            grown = np.full(len(tokens._WORDS), -1, dtype=np.int64)
+            grown[: len(self._row_of)] = self._row_of
+            self._row_of = grown
+        missing = np.unique(ids[self._row_of[ids] < 0])
+        if len(missing):
+            if self._n + len(missing) > _CACHE_MAX:
+                self._row_of[:] = -1
+                self._n = 0
+                missing = np.unique(ids)
+            self._add(missing)
+        cols = self._row_of[ids]
         # row i of A counts document i's words; repeated and unsorted columns are fine for a product
         indptr = np.concatenate([[0], np.cumsum(lens)])
         A = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(len(lens), len(self._rows)))

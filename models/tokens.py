@@ -16,11 +16,15 @@ import numpy as np
 
 _TOKEN = re.compile(r"\w{2,}")  # maximal runs of two or more word characters
 _U64 = np.uint64
-# Token -> CRC-32 of its UTF-8 bytes (stdlib, so predicting needs no scikit-learn, which alone
-# would add 65 MB to a worker). Shared by every model (the hash has no per-model seed);
-# cleared when it grows past _CACHE_MAX so a long-running worker stays bounded.
-_HASHES: dict[str, int] = {}
+# The process's token table: token -> id, id -> token, id -> CRC-32 of its UTF-8 bytes (stdlib, so
+# predicting needs no scikit-learn, which alone would add 65 MB to a worker). Every model and
+# vector table reads tokens through it, so each token of a batch is looked up once. Cleared when
+# it grows past _CACHE_MAX, so a long-running worker stays bounded; `generation` counts clearings.
+_IDS: dict[str, int] = {}
+_WORDS: list[str] = []
+_HASH = np.zeros(0, dtype=np.uint64)
 _CACHE_MAX = 200_000
+generation = 0
 
 
 def tokens(doc: str) -> list[str]:
@@ -39,15 +43,35 @@ def tokenise(docs: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return toks, lens
 
 
-def token_hashes(toks: list[str]) -> np.ndarray:
-    missing = set(toks).difference(_HASHES)
+def token_ids(toks: list[str]) -> np.ndarray:
+    """Each token's id in the process's token table (valid until the table is next cleared)."""
+    global _HASH, generation
+    missing = set(toks).difference(_IDS)
     if missing:
-        if len(_HASHES) + len(missing) > _CACHE_MAX:
-            _HASHES.clear()
+        if len(_IDS) + len(missing) > _CACHE_MAX:
+            _IDS.clear()
+            _WORDS.clear()
+            _HASH = np.zeros(0, dtype=np.uint64)
+            generation += 1
             missing = set(toks)
-        for t in missing:
-            _HASHES[t] = zlib.crc32(t.encode())
-    return np.fromiter(map(_HASHES.__getitem__, toks), dtype=np.uint64, count=len(toks))
+        new = list(missing)
+        _IDS.update(zip(new, range(len(_WORDS), len(_WORDS) + len(new))))
+        _WORDS.extend(new)
+        crc = np.fromiter((zlib.crc32(t.encode()) for t in new), dtype=np.uint64, count=len(new))
+        _HASH = np.concatenate([_HASH, crc])
+    return np.fromiter(map(_IDS.__getitem__, toks), dtype=np.int64, count=len(toks))
+
+
+def hashes_of(ids: np.ndarray) -> np.ndarray:
+    return _HASH[ids]
+
+
+def token_hashes(toks: list[str]) -> np.ndarray:
+    return hashes_of(token_ids(toks))
+
+
+def words_of(ids) -> list[str]:
+    return [_WORDS[i] for i in ids]
 
 
 def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from scipy.special import expit
 from feedsift.models import embeddings
 from feedsift.models.metrics import TOPICS, scores
 from feedsift.models.text import normalise
-from feedsift.models.tokens import ngram_columns, token_hashes, tokenise, tokens
+from feedsift.models.tokens import hashes_of, ngram_columns, token_hashes, token_ids, tokenise, tokens
 
 FORMAT = "feedsift-topics/4"
 READS = (FORMAT,)  # /4: vectors inside, CRC-32 token columns; older artifacts hashed tokens otherwise
@@ -132,9 +132,9 @@ class TopicModel:
             self.vectors_ = embeddings.word_vectors(self.word_vectors)
         return self.vectors_
 
-    def _dense(self, toks: list[str], lens: np.ndarray) -> np.ndarray:
+    def _dense(self, ids: np.ndarray, lens: np.ndarray) -> np.ndarray:
         """Each document's unit mean vector, then (if enabled) its cosine to every topic's definition."""
-        E = self._vectors().embed(toks, lens)
+        E = self._vectors().embed_ids(ids, lens)
         if not self.definition_weight:
             return E
         if self._definitions is None or self._definitions[0] is not self.vectors_:
@@ -163,11 +163,11 @@ class TopicModel:
             dtype=np.float32,
         )
 
-    def _word_columns(self, toks: list[str], lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _word_columns(self, ids: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of every word n-gram occurrence that lies within one document."""
         doc = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
         rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        for n, col in ngram_columns(token_hashes(toks), self.word_ngrams, self.n_features):
+        for n, col in ngram_columns(hashes_of(ids), self.word_ngrams, self.n_features):
             same = doc[: len(col)] == doc[n - 1 :]
             rows.append(doc[: len(col)][same])
             cols.append(col[same])
@@ -176,7 +176,8 @@ class TopicModel:
     def counts(self, docs: Sequence[str]) -> sp.csr_matrix:
         """Sublinear term counts (1 + log tf) over hashed columns, one row per document."""
         toks, lens = tokenise(docs)
-        rows, cols = self._word_columns(toks, lens)
+        ids = token_ids(toks)  # looked up once, for the word columns and the vectors alike
+        rows, cols = self._word_columns(ids, lens)
         X = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features))
         X.sum_duplicates()
         if self.char_ngrams:
@@ -185,7 +186,7 @@ class TopicModel:
             X.sum_duplicates()
         X.data = 1.0 + np.log(X.data, dtype=np.float32)
         if self.word_vectors:
-            X = _append_dense(X, self._dense(toks, lens), self._text_width)
+            X = _append_dense(X, self._dense(ids, lens), self._text_width)
         return X
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:

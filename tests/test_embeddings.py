@@ -41,7 +41,13 @@ def test_cache_eviction_changes_nothing(monkeypatch):
     small = embeddings.StaticVectors(wv.table, wv.pieces, wv.name, wv.digest, wv.scale)
     for _ in range(2):
         np.testing.assert_allclose(embed(small, docs), want, rtol=1e-6)
-    assert len(small._index) <= 8 + len(set(tokens(" ".join(docs))))
+    assert small.cached <= 8 + len(set(tokens(" ".join(docs))))
+
+    from feedsift.models import tokens as token_table
+
+    monkeypatch.setattr(token_table, "_CACHE_MAX", 8)  # the token ids themselves now change between calls
+    for _ in range(2):
+        np.testing.assert_allclose(embed(small, docs[::-1]), want[::-1], rtol=1e-6)
 
 
 def test_another_table_behind_the_same_cache():
