@@ -464,7 +464,8 @@ def main() -> None:
             print(
                 f"cluster, {res['processes']} processes: {sum(res['commands'].values()):.1f} Redis commands per article "
                 f"({', '.join(f'{k} {v:.2f}' for k, v in top[:8])}); broker: "
-                f"{sum(res['broker'].values()):.2f} commands per article "
+                f"{res['broker'].get('lpush', 0):.3f} messages (LPUSH) and {sum(res['broker'].values()):.2f} commands "
+                "per article "
                 f"({', '.join(f'{k} {v:.3f}' for k, v in sorted(res['broker'].items(), key=lambda kv: -kv[1])[:6])})"
             )
     print(f"baseline, feedparser alone on the same documents: {fp:.0f} articles/s (one core)")
