@@ -178,8 +178,11 @@ class TopicModel:
         toks, lens = tokenise(docs)
         ids = token_ids(toks)  # looked up once, for the word columns and the vectors alike
         rows, cols = self._word_columns(ids, lens)
-        X = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features))
-        X.sum_duplicates()
+        # distinct (row, column) pairs in order, with their counts: the CSR arrays directly
+        pairs, tf = np.unique(rows * self.n_features + cols, return_counts=True)
+        indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pairs // self.n_features, minlength=len(docs)), out=indptr[1:])
+        X = sp.csr_matrix((tf.astype(np.float32), pairs % self.n_features, indptr), shape=(len(docs), self.n_features))
         if self.char_ngrams:
             text = docs if not self.char_chars else [d[: self.char_chars] for d in docs]
             X = sp.hstack([X, self._char_vectorizer().transform(text)], format="csr")
