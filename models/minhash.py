@@ -256,8 +256,7 @@ class MinHasher:
                 bytes.fromhex(text_hash)[:8].ljust(8, b"\0"),
                 struct.pack(">HH", min(sk.size, 0xFFFF), min(sk.words, 0xFFFF)),
                 lead.tobytes(),
-                codes(sk.names).astype(">u2").tobytes(),
-                codes(sk.sig).astype(">u2").tobytes(),
+                codes(np.concatenate((sk.names, sk.sig))).astype(">u2").tobytes(),  # names then shingles
             )
         )
 

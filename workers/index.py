@@ -6,10 +6,12 @@ is older than the window. `decide` runs both in one round trip and returns
 the decisions; the caller writes them with the batch (`Store.apply_decisions`).
 
 Memory per indexed article: one fixed-width record (`MinHasher.layout`)
-packed into chunk strings, plus one 8-byte bucket entry per band, for the
+packed into 16 KB chunks, plus one 8-byte bucket entry per band, for the
 lead key and for the id, in bucket strings that linear hashing keeps about
-`LOAD` entries long. Strings have no compact-encoding limits to respect, so
-nothing depends on the server's `*-max-listpack-*` configuration.
+`LOAD` entries long. Chunks and buckets are values of two hashes: a chunk is
+larger than any compact-encoding limit and past 128 buckets the buckets hash
+is a table, so the server's `*-max-listpack-*` settings matter only while the
+index is tiny.
 """
 
 from __future__ import annotations
