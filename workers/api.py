@@ -106,6 +106,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     def _bad(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"Redis unreachable: {exc}"}, status_code=503)
+
     @app.exception_handler(TooLarge)
     def _large(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
