@@ -155,3 +155,14 @@ def test_context_switches_per_batch_and_survives_a_missing_artifact(ctx, r):
     assert ctx.model().version == version
     with pytest.raises(ValueError, match="no published model"):
         registry.use(ctx.redis, ctx.keys, "19990101-00000000")
+
+
+def test_a_published_artifact_of_an_older_format_falls_back_to_the_bundled_model(ctx, r):
+    """After an upgrade that changes the artifact format, workers keep tagging with the bundled model."""
+    bundled = TopicModel.load(bundled_model_path()).version
+    old = "20200101-0ldf0rma"
+    r.set(ctx.keys.model_artifact(old), b"not an artifact this release reads")
+    r.hset(ctx.keys.model_versions, old, json.dumps({"version": old, "topics": [], "meta": {}}))
+    r.set(ctx.keys.model_current, old)
+    assert ctx.model().version == bundled
+    assert ctx.model_of(old) is None

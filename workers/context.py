@@ -113,14 +113,21 @@ class Context:
         return model
 
     def _load(self, version: str) -> TopicModel | None:
+        """A version's model; None when its artifact is missing or of a format this release cannot read
+        (then the bundled model serves, and the error says so once)."""
         if version == registry.BUNDLED:
             return TopicModel.load(bundled_model_path())
-        return registry.load(self.redis, self.keys, version)
+        try:
+            return registry.load(self.redis, self.keys, version)
+        except ValueError as exc:
+            if version not in self._missing:
+                log.error("model %s cannot be read (%s); retrain it or `feedsift models use` another", version, exc)
+            return None
 
     def model_of(self, version: str) -> TopicModel | None:
         """A given version (for explaining what it did): published in Redis, or the bundled one if it has that version."""
         if version:
-            model = self._loaded.get(version) or registry.load(self.redis, self.keys, version)
+            model = self._loaded.get(version) or self._load(version)
             if model is not None:
                 return model
             bundled = self._loaded.get(registry.BUNDLED) or TopicModel.load(bundled_model_path())
