@@ -116,10 +116,11 @@ def test_racing_workers_miss_no_duplicate_on_the_cluster(cluster):
     """Four processes race over the batches whose pairs are split across consecutive messages; on one Redis a
     single worker finds exactly the planted pairs (tests/test_dedup_race.py): here the racers must too."""
     work, planted = batches()
-    racers = [cluster.start_worker(concurrency=2, queues="process") for _ in range(2)]
     job = uuid.uuid4().hex[:12]
     for batch in work:
         cluster.app.send_task("feedsift.process_articles", args=[batch], kwargs={"job": job})
+    assert Client(cluster.ctx, cluster.app).queue_depths()["process"] == len(work)  # read on the broker
+    racers = [cluster.start_worker(concurrency=2, queues="process") for _ in range(2)]
     total = sum(map(len, work))
     r = cluster.r
     done = cluster.ctx.keys.job_done(job)

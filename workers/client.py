@@ -25,6 +25,7 @@ from feedsift.workers.errors import BlockedURLError
 from feedsift.workers.feeds import feed_id
 from feedsift.workers.fetch import check_address, check_url
 from feedsift.workers.schedule import Schedule
+from feedsift.workers.store import Store
 
 #: A task call: (task name, args, kwargs).
 Call = tuple[str, list, dict]
@@ -258,7 +259,8 @@ class Client:
         }
 
     def queue_depths(self) -> dict[str, int]:
-        return self.ctx.store.queue_depths(list(queues.ALL))
+        """Messages waiting in each queue, on the broker's Redis (the results' one unless another is named)."""
+        return Store(self.ctx.broker_redis, self.ctx.keys).queue_depths(list(queues.ALL))
 
     def health(self, timeout: float = 1.0) -> dict:
         """Whether Redis and the broker answer, and the names of the workers that answered a ping."""
