@@ -50,22 +50,25 @@ def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
     start_worker(concurrency=2, env=broker.env)
     limit = RECOVERY[broker.name]
 
-    def settled() -> bool:
-        """Every article stored, and every message the victim held delivered again and acknowledged."""
-        if not job_finished(ctx, job):
-            return False
-        if broker.amqp:
-            return messages_in(broker.url) == 0
-        return not held & set(r.hkeys(unacked))
+    def given_back() -> bool:
+        """Every message the victim held delivered again and acknowledged (RabbitMQ: nothing left queued)."""
+        return messages_in(broker.url) == 0 if broker.amqp else not held & set(r.hkeys(unacked))
 
     if not broker.amqp:
         assert held  # messages it held, neither acknowledged nor lost
-    wait_for(settled, timeout=limit + 30, interval=0.2, message="every article after the kill")
+    wait_for(lambda: job_finished(ctx, job), timeout=limit + 30, interval=0.05, message="every article after the kill")
     took = time.monotonic() - killed
+    wait_for(given_back, timeout=limit + 30, interval=0.2, message="what the victim held given back")
+    back = time.monotonic() - killed
     assert_stored_exactly_once(r, ctx.keys, 1200)
     assert not ctx.store.errors(count=10) and r.llen(ctx.keys.deadletter) == 0
-    print(f"\n{broker.name}: killed with {at_kill} of 1200 stored; all stored once {took:.1f} s after the kill")
+    print(
+        f"\n{broker.name}: killed with {at_kill} of 1200 stored; all stored once {took:.1f} s after the kill, "
+        f"what it held done {back:.1f} s after"
+    )
     assert took <= limit
+    if not broker.amqp:  # (RabbitMQ's count is read with rabbitmqctl, a second a look)
+        assert back <= limit
 
 
 def trickle(body: bytes, seconds: int):
@@ -86,19 +89,19 @@ def trickle(body: bytes, seconds: int):
 @pytest.mark.slow
 def test_a_long_task_on_a_live_worker_runs_once(ctx, r, broker, start_worker, feed_server):
     """Shortened timings, for this test only: a 2 s visibility timeout (a heartbeat every 0.4 s, a look for
-    lapsed holds every second; RabbitMQ heartbeats of 1 s) against a fetch that runs 10 s: the task outlives
-    five timeouts and ten looks while a second, idle worker waits for anything delivered again."""
+    lapsed holds every second; RabbitMQ heartbeats of 1 s) against a fetch that runs 9 s: the task outlives
+    four timeouts and nine looks while a second, idle worker waits for anything delivered again."""
     env = {**broker.env, "FEEDSIFT_VISIBILITY_TIMEOUT": "2", "FEEDSIFT_FETCH_DEADLINE": "120"}
     _, doc, guids = feeds(1, 5, seed=12)[0]
     path = f"/slow-{uuid.uuid4().hex[:8]}.xml"
-    url = feed_server.add(path, b"", raw=trickle(doc, 10))
+    url = feed_server.add(path, b"", raw=trickle(doc, 9))
     start_worker(concurrency=1, env=env)
     start_worker(concurrency=1, env=env)
     started = time.monotonic()
     job = send_job(ctx, broker.app, [("feedsift.fetch_feed", [url], {})])
     wait_for(lambda: job_finished(ctx, job), timeout=120, message="the slow feed stored")
     took = time.monotonic() - started
-    time.sleep(4)  # two more timeouts: a late second delivery would show
+    time.sleep(3)  # more timeouts: a late second delivery would show
     assert took > 4 * 2  # more than four visibility timeouts
     assert len(feed_server.hits(path)) == 1  # fetched once: never delivered to the other worker
     assert_stored_exactly_once(r, ctx.keys, len(guids))
