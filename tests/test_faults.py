@@ -1,4 +1,7 @@
-"""Faults: workers killed mid-batch, Redis restarted or gone, poison messages. Nothing lost, nothing doubled."""
+"""Faults, on real processes and on both brokers (the `broker` fixture): pool processes killed mid-batch,
+Redis or RabbitMQ killed and restarted, a worker cut off by a network partition, poison messages. Nothing
+lost, nothing doubled; the default settings unless a test says otherwise. A whole worker group killed:
+tests/test_recovery.py."""
 
 from __future__ import annotations
 
