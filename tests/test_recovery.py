@@ -12,7 +12,7 @@ import pytest
 
 from feedsift.workers import liveness
 from tests.brokers import messages_in
-from tests.harness import PREFIX, job_finished, send_job, wait_for
+from tests.harness import job_finished, send_job, wait_for
 from tests.test_faults import assert_stored_exactly_once, feeds, ingest_calls, stored
 
 #: Seconds from a worker's kill -9 to every article stored, with the default settings (targets).
@@ -20,7 +20,7 @@ RECOVERY = {"redis": 30, "rabbitmq": 10}
 
 
 def test_a_heartbeat_renews_what_is_held_and_revives_nothing(ctx, r):
-    index = ctx.keys.queue("unacked_index")  # kombu's: delivery tag -> when taken, or last renewed
+    index = ctx.keys.unacked_index  # kombu's: delivery tag -> when taken, or last renewed
     r.zadd(index, {"held": 100.0, "someone-else's": 100.0})
     assert liveness.renew(r, ctx.keys, ["held", "acknowledged"], now=5000.0) == 1
     assert r.zscore(index, "held") == 5000.0
@@ -35,7 +35,7 @@ def test_a_killed_worker_group_costs_seconds(ctx, r, broker, start_worker):
     docs = feeds(12, 100, seed=11)
     victim = start_worker(concurrency=2, env=broker.env)
     job = send_job(ctx, broker.app, ingest_calls(docs))
-    unacked = PREFIX + "queue:unacked"  # with Redis as the broker: kombu's record of what workers hold
+    unacked = ctx.keys.unacked  # with Redis as the broker: kombu's record of what workers hold
 
     def midway():
         return stored(r, ctx.keys) >= 700 and (broker.amqp or r.hlen(unacked))

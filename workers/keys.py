@@ -72,6 +72,17 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("pending:since", "zset", "task id of each pending call, scored by when it was sent or last found queued"),
     ("pending:lock", "string", "held for a moment by the worker sweeping for lost messages"),
     ("queue:<name>", "list", "Celery queues fetch and process (kombu's own keys share the queue: prefix)"),
+    (
+        "queue:unacked",
+        "hash",
+        "kombu's, Redis broker: delivery tag -> JSON of a message a worker took, not yet acknowledged",
+    ),
+    (
+        "queue:unacked_index",
+        "zset",
+        "kombu's, Redis broker: delivery tag of each held message, scored by its holder's last heartbeat; "
+        "put back on its queue once older than the visibility timeout",
+    ),
 ]
 
 
@@ -183,6 +194,15 @@ class Keys:
     def queue(self, name: str) -> str:
         """A Celery queue (or kombu's `unacked` hash) as kombu names it under the queue prefix."""
         return self.queue_prefix + name
+
+    @property
+    def unacked(self) -> str:
+        return self.queue("unacked")
+
+    @property
+    def unacked_index(self) -> str:
+        """Renewed by every worker's heartbeat for what it holds (`liveness`)."""
+        return self.queue("unacked_index")
 
     @property
     def queue_prefix(self) -> str:

@@ -43,7 +43,7 @@ def renew(client: redis.Redis, keys: Keys, tags: Iterable[str], now: float | Non
     scores = dict.fromkeys(tags, now)
     if not scores:
         return 0
-    return client.zadd(keys.queue("unacked_index"), scores, xx=True, ch=True)
+    return client.zadd(keys.unacked_index, scores, xx=True, ch=True)
 
 
 def held(consumer) -> list[str]:

@@ -79,7 +79,7 @@ def sweep(client: redis.Redis, keys: Keys, timeout: float, send: Send, now: floa
     queue_keys = list(_queue_keys(keys))
     for key in queue_keys:
         pipe.lrange(key, 0, -1)
-    pipe.hvals(keys.queue("unacked"))
+    pipe.hvals(keys.unacked)
     pipe.hmget(keys.pending, due)
     *held, calls = pipe.execute()
     present = {m.group(1).decode() for messages in held for raw in messages if (m := TASK_ID.search(raw))}
