@@ -50,6 +50,11 @@ def _free(host: str, port: int) -> bool:
             return False
 
 
+def ping(host: str, port: int) -> bool:
+    with redis.Redis(host, port, socket_timeout=1) as client:
+        return client.ping()
+
+
 def server_binary() -> str:
     """The system's redis-server when it has one (7.x), else the bundled one (6.2 speaks cluster too)."""
     return shutil.which("redis-server") or redis_server_binary()
@@ -75,7 +80,7 @@ class LocalCluster:
             for port in self.ports:
                 self._start_node(port)
             for port in self.ports:
-                self._wait(lambda p=port: redis.Redis(self.host, p, socket_timeout=1).ping(), timeout, f"node {port}")
+                self._wait(lambda p=port: ping(self.host, p), timeout, f"node {port}")
             nodes = [f"{self.host}:{p}" for p in self.ports]
             subprocess.run(
                 [cli_binary(), "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
@@ -102,9 +107,9 @@ class LocalCluster:
 
     def _ok(self) -> bool:
         for port in self.ports:
-            info = redis.Redis(self.host, port, socket_timeout=1).cluster("info")
-            if info.get("cluster_state") != "ok":
-                return False
+            with redis.Redis(self.host, port, socket_timeout=1) as node:
+                if node.cluster("info").get("cluster_state") != "ok":
+                    return False
         return True
 
     @staticmethod
@@ -185,8 +190,9 @@ def on_cluster(service_env: dict, cluster: LocalCluster, broker_url: str, log_di
         finally:
             for w in run.workers:
                 w.stop()
-            r.close()
-            broker.close()
+            for client in (r, broker, *(run.ctx.__dict__.get(n) for n in ("redis", "broker_redis"))):
+                if client is not None:
+                    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -221,7 +227,7 @@ def plain_redis(host: str) -> Iterator[str]:
             start_new_session=True,
         )
         try:
-            LocalCluster._wait(lambda: redis.Redis(host, port, socket_timeout=1).ping(), 30, f"redis on {host}:{port}")
+            LocalCluster._wait(lambda: ping(host, port), 30, f"redis on {host}:{port}")
             yield f"redis://{host}:{port}/0"
         finally:
             proc.kill()

@@ -154,3 +154,31 @@ def test_worker_group_killed_mid_load_on_the_cluster(cluster):
     assert_stored_exactly_once(r, ctx.keys, 2000)
     assert not ctx.store.errors(count=10) and r.llen(ctx.keys.deadletter) == 0
     print(f"\ncluster: killed with {at_kill} of 2000 stored; all 2000 stored once afterwards")
+
+
+def test_the_schedule_and_model_transactions_run_on_the_cluster(cluster):
+    """Each MULTI stays in one slot: subscribing, a failed fetch pausing a feed, resuming, polling,
+    forgetting, publishing a model."""
+    from feedsift.models.topics import TopicModel
+    from feedsift.workers import registry
+    from feedsift.workers.context import bundled_model_path
+    from feedsift.workers.schedule import Schedule
+
+    ctx, r, k = cluster.ctx, cluster.r, cluster.ctx.keys
+    schedule = Schedule.of(ctx)
+    url = "http://feed.example/rss"
+    fid = feed_id(url)
+    schedule.subscribe(fid, url, 900, now=1000.0)
+    assert r.zscore(k.feeds_due, fid) == 1000.0 and ctx.store.feed(fid)["url"] == url
+    sent = []
+    assert schedule.poll(sent.append, now=2000.0)["polled"] == 1 and sent == [url]
+    for _ in range(ctx.settings.pause_after_failures):
+        schedule.after_fetch(fid, {"error": "timeout"}, now=3000.0)
+    assert ctx.store.feed(fid)["paused"] and schedule.next_due(fid) is None
+    assert schedule.resume(fid, now=4000.0) and schedule.next_due(fid) == 4000.0
+    r.zadd(k.feed_articles(fid), {"a1": 1.0})
+    assert schedule.forget(fid)
+    assert not r.exists(k.feed(fid), k.feed_articles(fid)) and r.zscore(k.feeds, fid) is None
+
+    version = registry.publish(r, k, TopicModel.load(bundled_model_path()))
+    assert registry.current(r, k) == version and r.exists(k.model_artifact(version))
