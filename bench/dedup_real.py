@@ -42,7 +42,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from feedsift.models.minhash import MinHasher, text_hash  # noqa: E402
+from feedsift.models.minhash import MinHasher, Verdict, text_hash  # noqa: E402
 from feedsift.models.text import html_to_text, strip_furniture  # noqa: E402
 from feedsift.workers.embedded import EmbeddedRedis  # noqa: E402
 from feedsift.workers.index import DuplicateIndex  # noqa: E402
@@ -411,8 +411,9 @@ def build(bases, tmpl, rng: random.Random) -> tuple[list[Doc], list[Doc], list[D
 
 
 # -- systems ---------------------------------------------------------------------------
-def run_current(r: redis.Redis, docs: list[Doc], prefix: str, batch: int = 50) -> dict:
-    index = DuplicateIndex(r, Keys(prefix), MinHasher(), 0.5, 30)
+def run_current(r: redis.Redis, docs: list[Doc], prefix: str, batch: int = 50, verdict: Verdict | None = None) -> dict:
+    verdict = verdict or Verdict()
+    index = DuplicateIndex(r, Keys(prefix), MinHasher(), verdict.near, 30, verdict.names, verdict.excerpt)
     verdicts = {}
     t_sig = t_idx = 0.0
     c_sig = c_idx = 0.0
@@ -716,6 +717,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stream", type=int, default=3000, help="articles in the stream that measures cost")
     ap.add_argument("--datasketch", type=int, default=1000, help="texts in the datasketch comparison (0: skip)")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--threshold", type=float, default=Verdict.near, help="near: estimated Jaccard of 3-shingles")
+    ap.add_argument("--names", type=float, default=Verdict.names, help="near: share of names and numbers")
+    ap.add_argument("--excerpt", type=float, default=Verdict.excerpt, help="excerpt: share of opening words")
     args = ap.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -734,12 +738,14 @@ def main(argv=None) -> int:
         print(f"  {title}: {len(bases)} bases")
     h = MinHasher()
     print(
-        f"chosen: {h.num_perm} permutations, {h.bands}x{h.rows} bands, {h.shingle}-shingles, {h.name_perm} name minimums"
+        f"chosen: {h.num_perm} permutations, {h.bands}x{h.rows} bands, {h.shingle}-shingles, {h.name_perm} name minimums; "
+        f"near >= {args.threshold} with names >= {args.names}, excerpt >= {args.excerpt}"
     )
 
     with EmbeddedRedis() as server:
         r = redis.Redis(port=server.port)
-        systems = {"chosen": lambda r, docs: run_current(r, docs, "now:")}
+        verdict = Verdict(near=args.threshold, names=args.names, excerpt=args.excerpt)
+        systems = {"chosen": lambda r, docs: run_current(r, docs, "now:", verdict=verdict)}
         if previous:
             systems["previous"] = lambda r, docs: run_previous(r, docs, "old:", previous)
         for title, bases in sets:
