@@ -174,6 +174,9 @@ def test_upload_a_document_and_read_its_clusters(api, r, worker):
     with api.client() as http:
         answer = http.post("/feeds", json={"document": document, "source": "upload:wire"})
         assert answer.status_code == 202, answer.text
+        assert http.get(f"/feeds/{answer.json()['feed']}").json()["url"] == "upload:wire"  # known at once
+        lone = http.post("/feeds", content=b'{"document": "<rss/>", "source": "\\ud800"}')
+        assert lone.status_code == 422, lone.text
         progress = finished(http, answer.json()["job"])
         assert progress["stored"] > 0
         for other in ("steppe-herald.xml", "pitchside.rdf"):

@@ -39,6 +39,11 @@ def _problem(status: int, what: str) -> dict:
 UNAUTHORIZED = _problem(401, "no API key, or a wrong one")
 NOT_FOUND = _problem(404, "no such resource")
 BAD = _problem(400, "a filter, cursor or URL that cannot be used")
+#: What a submission's answer leads to (OpenAPI links: clients and schemathesis follow them).
+SUBMITTED_LINKS = {
+    "job": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job"}},
+    "feed": {"operationId": "get_feed", "parameters": {"feed_id": "$response.body#/feed"}},
+}
 
 
 def key_matches(settings: Settings, authorization: str) -> bool:
@@ -121,7 +126,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         status_code=202,
         dependencies=write,
         response_model=schemas.Submitted,
-        responses={**UNAUTHORIZED, **BAD, **_problem(413, "body or document too large")},
+        responses={
+            202: {"links": SUBMITTED_LINKS, "description": "sent: follow the job"},
+            **UNAUTHORIZED,
+            **BAD,
+            **_problem(413, "body or document too large"),
+        },
         tags=["feeds"],
     )
     def submit(body: schemas.Subscribe | schemas.Upload) -> schemas.Submitted:
@@ -129,8 +139,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         if isinstance(body, schemas.Subscribe):
             job, fid = client.subscribe(body.url, body.every)
         else:
-            job = client.ingest(body.document, body.source)
-            fid = _feed_id(body.source)
+            job, fid = client.ingest(body.document, body.source)
         return schemas.Submitted(job=job, feed=fid)
 
     @app.get("/feeds", dependencies=read, response_model=list[schemas.Feed], responses=UNAUTHORIZED, tags=["feeds"])
@@ -140,6 +149,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.get(
         "/feeds/{feed_id}",
+        operation_id="get_feed",
         dependencies=read,
         response_model=schemas.Feed,
         responses={**UNAUTHORIZED, **NOT_FOUND},
@@ -229,6 +239,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.get(
         "/jobs/{job_id}",
+        operation_id="get_job",
         dependencies=read,
         response_model=schemas.Job,
         responses={**UNAUTHORIZED, **NOT_FOUND},
@@ -349,12 +360,6 @@ def _found(value, what: str):
     if not value:
         raise HTTPException(404, f"no such {what}")
     return value
-
-
-def _feed_id(source: str) -> str:
-    from feedsift.workers.feeds import feed_id
-
-    return feed_id(source)
 
 
 def _model(row: dict) -> schemas.Model:

@@ -130,12 +130,15 @@ class Client:
                 raise TimeoutError(f"gave up waiting after {timeout:.0f}s: {p}")
             time.sleep(interval)
 
-    def ingest(self, document: str, source: str) -> str:
-        """Sends one feed document (text) to `ingest_feed`, under the same size limit as fetched feeds."""
+    def ingest(self, document: str, source: str) -> tuple[str, str]:
+        """Sends one feed document (text) to `ingest_feed`, under the same size limit as fetched feeds; the feed
+        is known from now on. Returns the job and the feed id."""
         limit = self.ctx.settings.max_feed_bytes
         if len(document.encode("utf-8", "replace")) > limit:
             raise TooLarge(f"document is larger than the limit of {limit} bytes")
-        return self.send([("feedsift.ingest_feed", [document, source], {})])
+        fid = feed_id(source)
+        self.ctx.store.register_feed(fid, source)
+        return self.send([("feedsift.ingest_feed", [document, source], {})]), fid
 
     def guard(self, url: str) -> str:
         """Refuses at once a URL the fetcher would refuse for its scheme or a literal address (BlockedURLError);

@@ -32,7 +32,8 @@ def render(client: Client, days: int = 14, latest: int = 30) -> str:
         model=client.current_model(),
         now=iso(time.time()),
         queues=client.queue_depths(),
-        chart=chart(client.tags_per_day(days)),
+        # the days up to the newest article (today on a live service; still a chart for an archive)
+        chart=chart(client.tags_per_day(days, now=page.articles[0].published if page.articles else None)),
         colours=COLOURS,
         articles=[ArticleOut.of(a) for a in page.articles],
         clusters=client.clusters(limit=10),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from feedsift.workers.article import Article, iso
 
@@ -25,6 +25,13 @@ class Subscribe(Strict):
 class Upload(Strict):
     document: str = Field(min_length=1, description="the feed document (RSS or Atom), as text")
     source: str = Field(min_length=1, max_length=500, description="a name for the feed (its id is a hash of it)")
+
+    @field_validator("document", "source")
+    @classmethod
+    def _unicode(cls, value: str) -> str:
+        """Text that UTF-8 can carry (JSON may spell a lone surrogate, which no name or document holds)."""
+        value.encode("utf-8")  # a UnicodeEncodeError is a ValueError: refused with 422
+        return value
 
 
 class Submitted(BaseModel):
