@@ -105,3 +105,27 @@ def test_a_long_task_on_a_live_worker_runs_once(ctx, r, broker, start_worker, fe
     assert took > 4 * 2  # more than four visibility timeouts
     assert len(feed_server.hits(path)) == 1  # fetched once: never delivered to the other worker
     assert_stored_exactly_once(r, ctx.keys, len(guids))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_what_a_dead_worker_held_is_delivered_once_however_many_look(ctx, r, broker, start_worker, feed_server):
+    """Redis broker, timings shortened for this test only (a 2 s visibility timeout, a look every second): a
+    worker dies holding two slow fetches while three others look for lapsed holds at the same time; each
+    fetch is put back once, so its feed is fetched twice in all (the dead worker's try and one more)."""
+    env = {"FEEDSIFT_VISIBILITY_TIMEOUT": "2", "FEEDSIFT_FETCH_DEADLINE": "120"}
+    docs = feeds(2, 5, seed=13)
+    paths = [f"/held-{uuid.uuid4().hex[:8]}.xml" for _ in docs]
+    urls = [feed_server.add(path, b"", raw=trickle(doc, 4)) for path, (_, doc, _) in zip(paths, docs)]
+    for _ in range(3):  # they look, but take no fetch themselves
+        start_worker(concurrency=1, queues="process", env=env)
+    victim = start_worker(concurrency=2, queues="fetch", env=env)
+    job = send_job(ctx, broker.app, [("feedsift.fetch_feed", [url], {}) for url in urls])
+    wait_for(lambda: all(feed_server.hits(p) for p in paths), timeout=30, message="both fetches under way")
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait()
+    start_worker(concurrency=2, queues="fetch", env=env)
+    wait_for(lambda: job_finished(ctx, job), timeout=60, message="both feeds stored")
+    time.sleep(3)  # a second putting back would have been fetched by now
+    assert [len(feed_server.hits(p)) for p in paths] == [2, 2]
+    assert_stored_exactly_once(r, ctx.keys, 10)
