@@ -114,6 +114,11 @@ def test_reads_need_a_key_unless_public(api, open_api, r):
             assert anon.get(path).status_code == 401, path
             assert keyed.get(path).status_code == 200, path
         assert anon.get("/health").status_code == 200  # for load balancers
+        # a browser is asked for the key, and may give it as the password of HTTP Basic
+        assert anon.get("/").headers["www-authenticate"] == 'Basic realm="feedsift"'
+        assert anon.get("/", auth=("anyone", KEY)).status_code == 200
+        assert anon.get("/", auth=("anyone", "wrong")).status_code == 401
+        assert anon.get("/articles", auth=("anyone", KEY)).status_code == 200
     with open_api.client(None) as anon:
         assert anon.get("/articles").status_code == 200
         assert anon.post("/feeds", json={"url": "https://example.org/feed.xml"}).status_code == 401
