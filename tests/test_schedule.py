@@ -61,6 +61,8 @@ def test_polls_adapt_within_bounds_and_back_off_then_pause(ctx):
     assert state["failures"] == "5" and "5 failed fetches in a row; last: HTTP 404 from x" in state["paused"]
     assert schedule.next_due("f1") is None
 
+    assert schedule.after_fetch("f1", {"status": 200, "new": 1}, now=now) is None  # a one-off fetch: still paused
+    assert ctx.store.feed("f1")["paused"] and schedule.next_due("f1") is None
     assert schedule.resume("f1", now=now + 10) and schedule.next_due("f1") == now + 10
     assert ctx.store.feed("f1")["failures"] == "0" and not ctx.store.feed("f1")["paused"]
     assert not schedule.resume("nope")

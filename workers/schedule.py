@@ -142,7 +142,7 @@ class Schedule:
         """Sets a subscribed feed's next poll from a fetch's outcome; returns it (None: not subscribed or paused)."""
         now = time.time() if now is None else now
         state = {text(k): text(v) for k, v in self.r.hgetall(self.keys.feed(fid)).items()}
-        if not state.get("every"):
+        if not state.get("every") or state.get("paused"):  # a paused feed waits to be resumed, whatever happens
             return None
         s = self.settings
         every = float(state["every"])
