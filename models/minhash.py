@@ -70,7 +70,7 @@ class Verdict:
     #: Estimated Jaccard similarity of word shingles at or above which two texts are near-duplicates.
     near: float = 0.5
     #: Estimated share of names and numbers (of one text, found in the other) a near-duplicate needs as well.
-    names: float = 0.8
+    names: float = 0.85
     #: Share of a shorter text's opening words found at the opening of a longer one (or estimated
     #: containment of its shingles) at or above which it is an excerpt.
     excerpt: float = 0.9

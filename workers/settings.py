@@ -27,7 +27,7 @@ class Settings:
     dedup_threshold: float = 0.5
     #: Estimated share (0 to 1) of one article's names and numbers found in the other that two near-duplicates
     #: need as well (keeps template stories apart).
-    dedup_names: float = 0.8
+    dedup_names: float = 0.85
     #: Share (0 to 1) of a shorter text found at the opening of (or contained in) a longer one for an excerpt.
     dedup_excerpt: float = 0.9
     #: Days an article stays in the duplicate index (its record stays for good).
