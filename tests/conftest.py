@@ -75,6 +75,10 @@ def ctx(service_env, r):
 
 @pytest.fixture(scope="module")
 def worker(service_env, tmp_path_factory):
+    """A worker for the module's tests; what earlier modules left queued is removed before it starts, or it
+    would process those messages while the first test runs."""
+    with redis.Redis.from_url(service_env["FEEDSIFT_REDIS_URL"]) as client:
+        clean(client, PREFIX)
     w = Worker(service_env, tmp_path_factory.mktemp("logs"), f"w{uuid.uuid4().hex[:6]}").wait_ready()
     yield w
     w.stop()
