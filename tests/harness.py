@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -167,6 +168,18 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1, message: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def feedsift(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `feedsift` command, run as a user runs it, with the given environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "feedsift.workers.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def send_job(ctx, app, calls: list[tuple[str, list, dict]]) -> str:

@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from feedsift.workers.embedded import free_port
-from tests.harness import EXAMPLES, ROOT
-
-
-def feedsift(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "feedsift.workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.harness import EXAMPLES, feedsift
 
 
 def test_submit_file_wait_then_read_back(service_env, r, worker):

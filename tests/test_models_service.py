@@ -6,8 +6,6 @@ Real Redis, real celery worker processes, the real CLI in a subprocess.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 
@@ -18,24 +16,13 @@ from feedsift.models.training import train
 from feedsift.workers import registry
 from feedsift.workers.app import app
 from feedsift.workers.context import bundled_model_path
-from tests.harness import ROOT, wait_for
+from tests.harness import feedsift, wait_for
 from tests.test_topics_unit import rows as toy_rows
 
 SPORT_TEXT = (
     "The striker scored twice in the cup final as the club won the league title; "
     "the coach praised the goalkeeper after the match."
 )
-
-
-def feedsift(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "feedsift.workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def process(r, n: int = 2) -> list[dict]:
