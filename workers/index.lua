@@ -115,12 +115,13 @@ local function chunk(c)
   return ch
 end
 
+-- whether a sequence number's chunk is still in the window (HEXISTS: a split only asks, it need not read it)
 local live = {}
 local function alive(seq)
   local c = math.floor((seq - 1) / K)
   local v = live[c]
   if v == nil then
-    v = chunk(c).s ~= false
+    if chunks[c] ~= nil then v = chunks[c].s ~= false else v = redis.call("HEXISTS", KEYS[4], c) == 1 end
     live[c] = v
   end
   return v or dirty_chunks[c] ~= nil
@@ -165,12 +166,12 @@ local function split_one()
   if split == m then level, split = level + 1, 0 end
 end
 
-local function insert(kb, seq)
-  local a = addr(u32(kb, 1))
+-- `fresh`: a new sequence number, so none of its entries can be in the bucket yet
+local function insert(a, kb, seq, fresh)
   local s = bucket(a)
   local entry = kb .. be32(seq)
   local init = 1
-  while true do
+  while not fresh do
     local p = string.find(s, entry, init, true)
     if not p then break end
     if (p - 1) % 8 == 0 then return end
@@ -335,18 +336,22 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   local id, rec, keys = ARGV[2 + 3 * j], ARGV[3 + 3 * j], ARGV[4 + 3 * j]
   local ident = field(rec, "id")
   local NK = #keys / 4
-  local kb = {}
-  for k = 1, NK do kb[k] = string.sub(keys, 4 * k - 3, 4 * k) end
+  local kb, ad = {}, {} -- its bucket keys and their addresses (splits come after its inserts)
+  for k = 1, NK do
+    kb[k] = string.sub(keys, 4 * k - 3, 4 * k)
+    ad[k] = addr(u32(keys, 4 * k - 3))
+  end
 
   -- the article's own earlier record (a re-delivered or updated article keeps its number)
   local seq, stored = nil, false
   local mine = {}
-  find(bucket(addr(u32(kb[NK], 1))), kb[NK], mine)
+  find(bucket(ad[NK]), kb[NK], mine)
   for _, s in ipairs(mine) do
     local r = record(s)
     if r and field(r, "id") == ident then seq, stored = s, r end
   end
-  if not seq then seq = redis.call("INCR", KEYS[1]) end
+  local fresh = not seq
+  if fresh then seq = redis.call("INCR", KEYS[1]) end
 
   -- candidates: earlier articles sharing a band or the lead key
   local new = nil -- parsed on the first candidate: most articles have none
@@ -354,7 +359,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   local teasers, again = {}, {}
   for k = 1, NK - 1 do
     local cands = {}
-    find(bucket(addr(u32(kb[k], 1))), kb[k], cands)
+    find(bucket(ad[k]), kb[k], cands)
     for _, c in ipairs(cands) do
       if c < seq and not seen[c] then
         seen[c] = true
@@ -400,7 +405,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   final = with_uint(with_uint(with_uint(with_uint(final, "dup", dup), "kind", rank), "sim", tt), "linked", linked)
   if final ~= stored then
     write_record(seq, final)
-    for k = 1, NK do insert(kb[k], seq) end
+    for k = 1, NK do insert(ad[k], kb[k], seq, fresh) end
     while entries > LOAD * (2 ^ level + split) do split_one() end
   end
   local changed = {}
