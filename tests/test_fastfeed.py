@@ -38,7 +38,13 @@ def both(doc: bytes, charset: str | None = None):
         # the source hash is of what each parser hands over (feedparser's markup is sanitised): not compared
         return replace(parsed, articles=[a.with_(source_hash="") for a in parsed.articles])
 
-    return (run(True) if fastfeed.read(doc, charset) is not None else None), run(False)
+    return (run(True) if taken(doc, charset) else None), run(False)
+
+
+def taken(doc: bytes, charset: str | None = None) -> bool:
+    """Whether the fast path reads the document (with nothing known, every entry must be plain)."""
+    channel = fastfeed.read(doc, charset)
+    return channel is not None and all(map(fastfeed.plain, channel.entries))
 
 
 def check(paths: list[Path]) -> tuple[int, list[str]]:
@@ -116,3 +122,39 @@ def test_fast_path_is_faster_on_plain_rss():
     finally:
         feedparser.parse = original
     assert calls == []
+
+
+RISKY = (
+    b"<rss version='2.0'><channel><title>t</title><link>https://s.example/</link>"
+    b"<item><guid>a</guid><title>Calm</title><description>plain words here</description></item>"
+    b"<item><guid>b</guid><title>Loud</title><description>&lt;script&gt;alert(1)&lt;/script&gt;"
+    b"&lt;p&gt;kept words&lt;/p&gt;</description></item></channel></rss>"
+)
+
+
+def test_an_entry_with_active_markup_sends_the_document_to_feedparser():
+    fast, slow = both(RISKY)
+    assert fast is None and not taken(RISKY)
+    parsed = parse(RISKY, "f", "https://s.example/feed", NOW, 1000, 100_000)
+    assert [a.text for a in parsed.articles] == [a.text for a in slow.articles]
+    assert "alert" not in parsed.articles[1].text
+
+
+def test_a_repoll_reads_an_entry_with_active_markup_as_feedparser_does():
+    """Entries are checked for markup only once the stored ones are dropped: a kept entry that is not plain
+    still sends the document to feedparser, and an entry stored from feedparser's reading is dropped."""
+    first = parse(RISKY, "f", "https://s.example/feed", NOW, 1000, 100_000)
+    calm, loud = first.articles
+
+    def known(ids):
+        def stored_ones(sources):
+            return {i for i, h in sources.items() if i in ids and {calm.id: calm, loud.id: loud}[i].source_hash == h}
+
+        return stored_ones
+
+    again = parse(RISKY, "f", "https://s.example/feed", NOW, 1000, 100_000, known=known({calm.id, loud.id}))
+    assert again.articles == [] and again.unchanged == 2
+    only_loud = parse(RISKY, "f", "https://s.example/feed", NOW, 1000, 100_000, known=known({calm.id}))
+    assert only_loud.articles == [loud] and only_loud.unchanged == 1
+    only_calm = parse(RISKY, "f", "https://s.example/feed", NOW, 1000, 100_000, known=known({loud.id}))
+    assert only_calm.articles == [calm] and only_calm.unchanged == 1

@@ -104,31 +104,10 @@ def parse(
     if _ENTITY_DECL.search(document[:65536]):
         raise FeedError("document declares XML entities in its DTD; refused")
     channel, warning = _read(document, charset, fast)
-    entries = channel.entries
-    total = len(entries)
-    if total > max_entries:
-        warning = (warning + "; " if warning else "") + f"{total} entries, only the first {max_entries} read"
-        entries = entries[:max_entries]
-
-    link = channel.link
-    site = urlsplit(link).netloc.lower() or urlsplit(locator).netloc.lower() or locator
-    sources = [source_hash(e) for e in entries]
-    unchanged = 0
-    if known is not None:
-        # an entry with a guid or a link has its id before cleaning (one without is identified by its text)
-        ids = [
-            article_id(site, e.guid[:MAX_FIELD_CHARS], e.link[:MAX_FIELD_CHARS], "", "") if e.guid or e.link else ""
-            for e in entries
-        ]
-        first: dict[str, str] = {}
-        for i, h in zip(ids, sources):
-            if i:
-                first.setdefault(i, h)  # an entry listed twice is read once, the first (`_unique`)
-        stored = known(first)
-        if stored:
-            keep = [k for k, i in enumerate(ids) if i not in stored]
-            unchanged = len(entries) - len(keep)
-            entries, sources = [entries[k] for k in keep], [sources[k] for k in keep]
+    site, entries, sources, unchanged, warning = _kept(channel, warning, locator, max_entries, known)
+    if channel.fast and not all(map(fastfeed.plain, entries)):
+        channel, warning = _read(document, charset, fast=False)
+        site, entries, sources, unchanged, warning = _kept(channel, warning, locator, max_entries, known)
     raw = [(e, h, html_to_text(e.body)[:max_chars]) for e, h in zip(entries, sources)]
     learned = recurring_lines([text for _, _, text in raw])
     boilerplate = learned | known_boilerplate
@@ -156,13 +135,43 @@ def parse(
         )
     return ParsedFeed(
         title=html_to_text(channel.title)[:MAX_FIELD_CHARS],
-        link=link[:MAX_FIELD_CHARS],
+        link=channel.link[:MAX_FIELD_CHARS],
         articles=_unique(articles),
         warning=warning,
         boilerplate=sorted(learned),
         unchanged=unchanged,
         ttl=int(ttl) if (ttl := channel.ttl.strip()).isdigit() else 0,
     )
+
+
+def _kept(
+    channel: Channel, warning: str, locator: str, max_entries: int, known: Known | None
+) -> tuple[str, list[Entry], list[str], int, str]:
+    """The site, the entries to clean with their source hashes, how many were dropped as stored, the warning."""
+    entries = channel.entries
+    total = len(entries)
+    if total > max_entries:
+        warning = (warning + "; " if warning else "") + f"{total} entries, only the first {max_entries} read"
+        entries = entries[:max_entries]
+    site = urlsplit(channel.link).netloc.lower() or urlsplit(locator).netloc.lower() or locator
+    sources = [source_hash(e) for e in entries]
+    unchanged = 0
+    if known is not None:
+        # an entry with a guid or a link has its id before cleaning (one without is identified by its text)
+        ids = [
+            article_id(site, e.guid[:MAX_FIELD_CHARS], e.link[:MAX_FIELD_CHARS], "", "") if e.guid or e.link else ""
+            for e in entries
+        ]
+        first: dict[str, str] = {}
+        for i, h in zip(ids, sources):
+            if i:
+                first.setdefault(i, h)  # an entry listed twice is read once, the first (`_unique`)
+        stored = known(first)
+        if stored:
+            keep = [k for k, i in enumerate(ids) if i not in stored]
+            unchanged = len(entries) - len(keep)
+            entries, sources = [entries[k] for k in keep], [sources[k] for k in keep]
+    return site, entries, sources, unchanged, warning
 
 
 def _read(document: bytes, charset: str | None, fast: bool) -> tuple[Channel, str]:
