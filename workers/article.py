@@ -94,8 +94,9 @@ class Article:
 
     # -- the Redis hash ---------------------------------------------------------------
     def to_record(self) -> dict[str, str]:
-        """Flat string fields, as `redis-cli HGETALL` shows them. Duplicate fields are the index's to write."""
-        return {
+        """Flat string fields, as `redis-cli HGETALL` shows them. Duplicate fields are the index's to write;
+        they and `updated` are absent when empty (a field costs its name again in every article)."""
+        out = {
             "id": self.id,
             "feed": self.feed,
             "url": self.url,
@@ -104,13 +105,15 @@ class Article:
             "published": iso(self.published),
             "text": self.text,
             "topics": ",".join(self.topics),
-            "scores": json.dumps(self.scores),
+            "scores": json.dumps(self.scores, separators=(",", ":")),
             "model": self.model,
             "processed_at": iso(self.processed_at),
-            "updated": "1" if self.updated else "0",
             "content_hash": self.content_hash,
             "source_hash": self.source_hash,
         }
+        if self.updated:
+            out["updated"] = "1"
+        return out
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> Article:

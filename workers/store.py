@@ -15,11 +15,17 @@ from itertools import pairwise
 import redis
 
 from feedsift.models.minhash import Decision
-from feedsift.workers.article import Article, iso
+from feedsift.workers.article import FIELDS, Article, iso
 from feedsift.workers.keys import Keys, text
 
 #: Characters kept of one error message (the stream is for reading, not for dumps).
 ERROR_MESSAGE_CHARS = 2000
+#: Every article field, empty: what a field absent from an article hash reads as.
+BLANK = dict.fromkeys(FIELDS, "")
+
+
+def _record(raw: dict) -> dict[str, str]:
+    return {**BLANK, **{text(k): text(v) for k, v in raw.items()}} if raw else {}
 
 
 class Store:
@@ -115,7 +121,8 @@ class Store:
         return out
 
     def article(self, article_id: str) -> dict[str, str]:
-        return {text(k): text(v) for k, v in self.r.hgetall(self.keys.article(article_id)).items()}
+        """The article's fields ({} when there is none); a field absent from the hash reads as ""."""
+        return _record(self.r.hgetall(self.keys.article(article_id)))
 
     def article_ids(
         self, topic: str | None = None, feed: str | None = None, duplicates: bool = False, limit: int = 100
@@ -141,7 +148,7 @@ class Store:
         ids = list(ids)
         for i in ids:
             pipe.hgetall(self.keys.article(i))
-        return [{text(k): text(v) for k, v in h.items()} for h in pipe.execute() if h]
+        return [_record(h) for h in pipe.execute() if h]
 
     def cluster(self, canonical_id: str) -> list[str]:
         return sorted(text(m) for m in self.r.smembers(self.keys.cluster(canonical_id)))
@@ -252,7 +259,7 @@ class Store:
                     pipe.srem(k.cluster(previous), aid)
                     pipe.hset(k.article(aid), "cluster", "")
                 pipe.zrem(k.duplicates, aid)
-                pipe.hset(k.article(aid), mapping={"duplicate_of": "", "duplicate_kind": "", "similarity": ""})
+                pipe.hdel(k.article(aid), "duplicate_of", "duplicate_kind", "similarity")  # absent reads as ""
 
     def page(
         self, sources: list[str], limit: int, since: float | None = None, after: tuple[float, str] | None = None
