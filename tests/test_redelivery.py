@@ -83,9 +83,9 @@ def test_sweep_sends_again_only_what_no_queue_or_worker_holds(ctx, r):
 def test_a_feed_read_twice_counts_once_in_its_submission(ctx, r):
     ctx.store.job_add("j2", feeds=2)
     for _ in range(2):  # the same message run twice, as redelivery may do
-        ctx.store.job_feed_done("j2", "feed-a", error=False)
+        ctx.store.feed_read("feed-a", "j2", error=False, last_status="200")
     assert ctx.store.job_progress("j2") == {"feeds": 2, "feeds_done": 1, "errors": 0, "articles": 0, "stored": 0}
-    ctx.store.job_feed_done("j2", "feed-b", error=True)
+    ctx.store.feed_read("feed-b", "j2", error=True, last_status="http")
     assert ctx.store.job_progress("j2") == {"feeds": 2, "feeds_done": 2, "errors": 1, "articles": 0, "stored": 0}
 
 

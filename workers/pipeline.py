@@ -16,6 +16,7 @@ from feedsift.workers.article import Article, iso
 from feedsift.workers.context import Context
 from feedsift.workers.errors import FeedError, FeedsiftError, PermanentFetchError
 from feedsift.workers.fetch import fetch
+from feedsift.workers.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +26,25 @@ Enqueue = Callable[[list[Article], str | None], None]
 def fetch_feed(ctx: Context, url: str, job: str | None, enqueue: Enqueue) -> dict:
     """Conditional GET of a feed URL, then `take_document`. Transient errors propagate (to be retried)."""
     fid = feeds.feed_id(url)
-    ctx.store.register_feed(fid, url)
-    state = ctx.store.feed(fid)
+    state = ctx.store.register_feed(fid, url)
     try:
         result = fetch(url, ctx.settings, etag=state.get("etag", ""), modified=state.get("modified", ""))
     except PermanentFetchError as exc:
         return fail(ctx, fid, url, exc, job)
     if result.not_modified:
-        ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status="304", last_error="")
-        _finish_feed(ctx, job, fid)
+        ctx.store.feed_read(fid, job, last_fetch=iso(time.time()), last_status="304", last_error="")
         return {"feed": fid, "status": 304, "new": 0, "headers": _cache_headers(result.headers)}
     summary_ = take_document(
-        ctx, result.body, fid, url, job, enqueue, charset=_charset(result.headers.get("content-type", ""))
+        ctx,
+        result.body,
+        fid,
+        url,
+        job,
+        enqueue,
+        charset=_charset(result.headers.get("content-type", "")),
+        state=state,
+        validators={"etag": result.etag, "modified": result.modified},
     )
-    ctx.store.update_feed(fid, etag=result.etag, modified=result.modified)
     return {**summary_, "headers": _cache_headers(result.headers)}
 
 
@@ -59,7 +65,7 @@ def ingest_feed(
     ctx: Context, document: bytes, source: str, job: str | None, enqueue: Enqueue, charset: str | None
 ) -> dict:
     fid = feeds.feed_id(source)
-    ctx.store.register_feed(fid, source)
+    state = ctx.store.register_feed(fid, source)
     if len(document) > ctx.settings.max_feed_bytes:
         return fail(
             ctx,
@@ -68,16 +74,27 @@ def ingest_feed(
             PermanentFetchError(f"document is larger than the limit of {ctx.settings.max_feed_bytes} bytes"),
             job,
         )
-    return take_document(ctx, document, fid, source, job, enqueue, charset)
+    return take_document(ctx, document, fid, source, job, enqueue, charset, state)
 
 
 def take_document(
-    ctx: Context, document: bytes, fid: str, locator: str, job: str | None, enqueue: Enqueue, charset: str | None
+    ctx: Context,
+    document: bytes,
+    fid: str,
+    locator: str,
+    job: str | None,
+    enqueue: Enqueue,
+    charset: str | None,
+    state: dict[str, str],
+    validators: dict[str, str] | None = None,
 ) -> dict:
+    """Parses a document, enqueues its new articles and records the read on the feed (with the response's
+    `validators`, ETag and Last-Modified, whatever the outcome); `state` is the feed's hash as read before."""
     s = ctx.settings
     now = time.time()
+    validators = validators or {}
     try:
-        known = ctx.store.boilerplate(fid)
+        known = Store.boilerplate_of(state)
         parsed = feeds.parse(
             document,
             fid,
@@ -90,28 +107,30 @@ def take_document(
             known=ctx.store.known_sources,
         )
     except FeedError as exc:
-        return fail(ctx, fid, locator, exc, job)
+        return fail(ctx, fid, locator, exc, job, validators)
     remembered = remember_lines(known, parsed.boilerplate)
-    if remembered != known:
-        ctx.store.update_feed(fid, boilerplate=json.dumps(remembered))
+    learned = {"boilerplate": json.dumps(remembered)} if remembered != known else {}
     fresh = ctx.store.unseen(parsed.articles)
     for start in range(0, len(fresh), s.batch_size):
         batch = fresh[start : start + s.batch_size]
         if job:
             ctx.store.job_expect(job, [a.id for a in batch])
         enqueue(batch, job)
-    ctx.store.update_feed(
+    ctx.store.feed_read(
         fid,
+        job,
+        error=bool(parsed.warning),
         title=parsed.title,
         link=parsed.link,
         last_fetch=iso(now),
         last_status="200",
         last_error=parsed.warning,
         articles=len(parsed.articles) + parsed.unchanged,
+        **learned,
+        **validators,
     )
     if parsed.warning:
         ctx.store.record_error(fid, locator, "warning", parsed.warning)
-    _finish_feed(ctx, job, fid, error=bool(parsed.warning))
     log.info("feed %s: %d articles, %d new", locator, len(parsed.articles) + parsed.unchanged, len(fresh))
     return {
         "feed": fid,
@@ -123,19 +142,16 @@ def take_document(
     }
 
 
-def fail(ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None) -> dict:
+def fail(
+    ctx: Context, fid: str, locator: str, exc: FeedsiftError, job: str | None, validators: dict | None = None
+) -> dict:
     """A feed that cannot be read: its state and the error stream say why."""
     message = str(exc)
-    ctx.store.update_feed(fid, last_fetch=iso(time.time()), last_status=exc.kind, last_error=message)
+    fields = {"last_fetch": iso(time.time()), "last_status": exc.kind, "last_error": message, **(validators or {})}
+    ctx.store.feed_read(fid, job, error=True, **fields)
     ctx.store.record_error(fid, locator, exc.kind, message)
-    _finish_feed(ctx, job, fid, error=True)
     log.warning("feed %s: %s", locator, message)
     return {"feed": fid, "status": exc.kind, "error": message}
-
-
-def _finish_feed(ctx: Context, job: str | None, fid: str, error: bool = False) -> None:
-    if job:
-        ctx.store.job_feed_done(job, fid, error)
 
 
 def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dict:

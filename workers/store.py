@@ -52,23 +52,31 @@ class Store:
     def feed(self, feed_id: str) -> dict[str, str]:
         return {text(k): text(v) for k, v in self.r.hgetall(self.keys.feed(feed_id)).items()}
 
-    def register_feed(self, feed_id: str, url: str) -> None:
+    def register_feed(self, feed_id: str, url: str) -> dict[str, str]:
+        """Makes the feed known (a no-op when it is) and returns its hash, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hsetnx(self.keys.feed(feed_id), "url", url)
         pipe.zadd(self.keys.feeds, {feed_id: time.time()}, nx=True)
+        pipe.hgetall(self.keys.feed(feed_id))
+        return {text(k): text(v) for k, v in pipe.execute()[-1].items()}
+
+    def feed_read(self, feed_id: str, job: str | None, error: bool = False, **fields) -> None:
+        """Records a read of the feed (its fields) and, for a submission, that this feed of it is done."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self.keys.feed(feed_id), mapping={k: text(v) for k, v in fields.items()})
+        if job:
+            self._job_feed_done(pipe, job, feed_id, error)
         pipe.execute()
 
-    def boilerplate(self, feed_id: str) -> list[str]:
-        """The feed's boilerplate lines learned on earlier polls (a JSON list in its feed hash)."""
-        raw = self.r.hget(self.keys.feed(feed_id), "boilerplate")
+    @staticmethod
+    def boilerplate_of(state: dict[str, str]) -> list[str]:
+        """The feed's boilerplate lines learned on earlier polls (a JSON list in its feed hash `state`)."""
+        raw = state.get("boilerplate")
         try:
             lines = json.loads(raw) if raw else []
         except ValueError:
             return []
         return [x for x in lines if isinstance(x, str)] if isinstance(lines, list) else []
-
-    def update_feed(self, feed_id: str, **fields) -> None:
-        self.r.hset(self.keys.feed(feed_id), mapping={k: text(v) for k, v in fields.items()})
 
     def feeds(self) -> list[dict[str, str]]:
         ids = [text(i) for i in self.r.zrange(self.keys.feeds, 0, -1)]
@@ -416,12 +424,10 @@ class Store:
         pipe.expire(self.keys.job(job), self.job_ttl)
         pipe.execute()
 
-    def job_feed_done(self, job: str, fid: str, error: bool) -> None:
+    def _job_feed_done(self, pipe, job: str, fid: str, error: bool) -> None:
         """Marks a feed of the submission read; a message run twice (redelivered) marks it once."""
-        pipe = self.r.pipeline(transaction=False)
         pipe.hset(self.keys.job_feeds(job), fid, "error" if error else "ok")
         pipe.expire(self.keys.job_feeds(job), self.job_ttl)
-        pipe.execute()
 
     def job_expect(self, job: str, article_ids: list[str]) -> None:
         pipe = self.r.pipeline(transaction=False)
