@@ -43,9 +43,12 @@ ID_BYTES = 16
 
 KINDS = ("", "excerpt", "near", "exact")  # ranked: a better kind wins over a higher similarity
 
-# Names: a capitalised word that does not open a sentence (the text is normalised: one space between
-# words); numbers: runs of digits.
-_NAME = re.compile(r"(?<=[^.!?:;\"\n] )[(']?([A-Z][\w'-]*)")
+# Names: a capitalised word (after an opening bracket or quote, if any) that does not open a sentence: a
+# space before it, and before that no sentence end (the text is normalised: one space between words).
+# Numbers: runs of digits. Capitalised words are found first and their context checked after: a
+# look-behind tried at every character costs twice as much.
+_CAPITALISED = re.compile(r"[A-Z][\w'-]*")
+_SENTENCE_END = frozenset('.!?:;"\n')
 _DIGITS = re.compile(r"\d+")
 #: CRC32 of words seen lately, shared by every sketch of the process (news reuses its vocabulary).
 _WORD_CRC: dict[str, int] = {}
@@ -280,7 +283,14 @@ def _multilinear(values: np.ndarray, mul: np.ndarray) -> np.ndarray:
 
 def names_and_numbers(text: str) -> set[str]:
     """Capitalised words that do not open a sentence, lower-cased, and runs of digits (of a normalised text)."""
-    return set(_DIGITS.findall(text)) | {w.lower() for w in _NAME.findall(text)}
+    out = set(_DIGITS.findall(text))
+    for m in _CAPITALISED.finditer(text):
+        at = m.start()
+        if at and text[at - 1] in "('":
+            at -= 1
+        if at >= 2 and text[at - 1] == " " and text[at - 2] not in _SENTENCE_END:
+            out.add(m.group().lower())
+    return out
 
 
 def _word_crc(tokens: list[str]) -> np.ndarray:
