@@ -241,12 +241,12 @@ def end_to_end(urls: list[str], processes: int, n: int, logs: Path, cluster: boo
         calls0, broker0, polls = commands(r), commands(queues_redis), 0
         t0 = time.monotonic()
         job = client.send([("feedsift.fetch_feed", [u], {}) for u in urls])
-        seen: dict[str, float] = {}
+        seen: dict[str, tuple[float, int]] = {}  # batch -> (when it was seen stored, its articles)
         done_key = ctx.keys.job_done(job)
         while True:
             now = time.monotonic()
-            for m in r.smembers(done_key):
-                seen.setdefault(m, now)
+            for batch, count in r.hgetall(done_key).items():
+                seen.setdefault(batch, (now, int(count)))
             progress = client.progress(job)
             polls += 1
             if progress.finished and progress.feeds_done == len(urls):
@@ -257,10 +257,10 @@ def end_to_end(urls: list[str], processes: int, n: int, logs: Path, cluster: boo
         took = time.monotonic() - t0
         cpu, rcpu = cpu_seconds(worker.pid) - cpu0, redis_cpu(r) - rcpu0
         calls = commands(r) - calls0
-        # this loop's own reads: SMEMBERS, then progress (HGETALL, HVALS, SCARD, SCARD) per poll
-        calls -= Counter({"smembers": polls, "hgetall": polls, "hvals": polls, "scard": 2 * polls, "info": 2})
+        # this loop's own reads: HGETALL, then progress (HGETALL, HVALS, HVALS, HVALS) per poll
+        calls -= Counter({"hgetall": 2 * polls, "hvals": 3 * polls, "info": 2})
         sent = commands(queues_redis) - broker0
-        latencies = sorted(v - t0 for v in seen.values())
+        latencies = sorted(at - t0 for at, count in seen.values() for _ in range(count))
         stored = progress.stored
         memory = memory_by_family(r)
         # the same feeds again: no validators, every item already stored

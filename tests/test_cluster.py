@@ -123,8 +123,7 @@ def test_racing_workers_miss_no_duplicate_on_the_cluster(cluster):
     racers = [cluster.start_worker(concurrency=2, queues="process") for _ in range(2)]
     total = sum(map(len, work))
     r = cluster.r
-    done = cluster.ctx.keys.job_done(job)
-    wait_for(lambda: r.scard(done) >= total, timeout=240, interval=0.5, message="5,000 articles")
+    wait_for(lambda: cluster.ctx.store.job_stored(job) >= total, timeout=240, interval=0.5, message="5,000 articles")
     ids = [a["id"] for batch in work for a in batch]
     pipe = r.pipeline(transaction=False)
     for aid in ids:

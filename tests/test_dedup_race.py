@@ -65,7 +65,8 @@ def ingest(r, work: list[list[dict]]) -> tuple[set[frozenset], dict]:
     for batch in work:  # all at once: the workers take them as fast as they can
         app.send_task("feedsift.process_articles", args=[batch], kwargs={"job": job})
     total = sum(map(len, work))
-    wait_for(lambda: r.scard(f"{PREFIX}job:{job}:done") >= total, timeout=240, interval=0.5, message="5,000 articles")
+    stored = f"{PREFIX}job:{job}:done"  # batch -> articles stored
+    wait_for(lambda: sum(map(int, r.hvals(stored))) >= total, timeout=240, interval=0.5, message="5,000 articles")
     ids = [a["id"] for batch in work for a in batch]
     pipe = r.pipeline(transaction=False)
     for aid in ids:

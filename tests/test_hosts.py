@@ -100,8 +100,7 @@ def test_workers_on_two_hosts_give_the_one_host_answers(remote, network):
     race = uuid.uuid4().hex[:12]
     for batch in work:
         remote.app.send_task("feedsift.process_articles", args=[batch], kwargs={"job": race})
-    done = remote.ctx.keys.job_done(race)
-    wait_for(lambda: remote.r.scard(done) >= 5000, timeout=240, interval=0.5, message="5,000 articles")
+    wait_for(lambda: remote.ctx.store.job_stored(race) >= 5000, timeout=240, interval=0.5, message="5,000 articles")
     ids = [a["id"] for batch in work for a in batch]
     pipe = remote.r.pipeline(transaction=False)
     for aid in ids:

@@ -111,10 +111,10 @@ def take_document(
     remembered = remember_lines(known, parsed.boilerplate)
     learned = {"boilerplate": json.dumps(remembered)} if remembered != known else {}
     fresh = ctx.store.unseen(parsed.articles)
-    for start in range(0, len(fresh), s.batch_size):
-        batch = fresh[start : start + s.batch_size]
-        if job:
-            ctx.store.job_expect(job, [a.id for a in batch])
+    batches = [fresh[start : start + s.batch_size] for start in range(0, len(fresh), s.batch_size)]
+    if job:
+        ctx.store.job_expect(job, [[a.id for a in batch] for batch in batches])
+    for batch in batches:
         enqueue(batch, job)
     ctx.store.feed_read(
         fid,

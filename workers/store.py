@@ -7,6 +7,7 @@ safe.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -22,6 +23,12 @@ from feedsift.workers.keys import Keys, text
 ERROR_MESSAGE_CHARS = 2000
 #: Every article field, empty: what a field absent from an article hash reads as.
 BLANK = dict.fromkeys(FIELDS, "")
+
+
+def batch_name(article_ids: list[str]) -> str:
+    """A batch's field in a submission's progress: the same articles, the same name, so a batch run twice
+    (redelivered) counts once."""
+    return hashlib.blake2b("\n".join(article_ids).encode(), digest_size=8).hexdigest()
 
 
 def _record(raw: dict) -> dict[str, str]:
@@ -228,8 +235,8 @@ class Store:
             for topic in a.topics:
                 pipe.zadd(k.topic(topic), {a.id: a.published})
             pipe.hset(k.seen, a.id, a.source_hash or a.content_hash)
-        if job:
-            self._job_members(pipe, k.job_done(job), [a.id for a in articles])
+        if job and articles:
+            self._job_batches(pipe, k.job_done(job), [[a.id for a in articles]])
         self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles})
         pipe.execute()
 
@@ -429,24 +436,29 @@ class Store:
         pipe.hset(self.keys.job_feeds(job), fid, "error" if error else "ok")
         pipe.expire(self.keys.job_feeds(job), self.job_ttl)
 
-    def job_expect(self, job: str, article_ids: list[str]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        self._job_members(pipe, self.keys.job_articles(job), article_ids)
-        pipe.execute()
+    def job_expect(self, job: str, batches: list[list[str]]) -> None:
+        """Records the batches (article ids) a submission enqueued: one field per batch, not per article."""
+        if batches:
+            pipe = self.r.pipeline(transaction=False)
+            self._job_batches(pipe, self.keys.job_articles(job), batches)
+            pipe.execute()
 
-    def _job_members(self, pipe, key: str, article_ids: list[str]) -> None:
-        if article_ids:
-            pipe.sadd(key, *article_ids)
-            pipe.expire(key, self.job_ttl)
+    def _job_batches(self, pipe, key: str, batches: list[list[str]]) -> None:
+        pipe.hset(key, mapping={batch_name(ids): len(ids) for ids in batches})
+        pipe.expire(key, self.job_ttl)
+
+    def job_stored(self, job: str) -> int:
+        """Articles of the submission stored so far."""
+        return sum(map(int, self.r.hvals(self.keys.job_done(job))))
 
     def job_progress(self, job: str) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.keys.job(job))
         pipe.hvals(self.keys.job_feeds(job))
-        pipe.scard(self.keys.job_articles(job))
-        pipe.scard(self.keys.job_done(job))
+        pipe.hvals(self.keys.job_articles(job))
+        pipe.hvals(self.keys.job_done(job))
         state, outcomes, expected, done = pipe.execute()
         out = {text(k): int(v) for k, v in state.items()}
         out["feeds_done"], out["errors"] = len(outcomes), sum(1 for o in outcomes if o == b"error")
-        out["articles"], out["stored"] = int(expected), int(done)
+        out["articles"], out["stored"] = sum(map(int, expected)), sum(map(int, done))
         return out
