@@ -27,7 +27,7 @@ from feedsift.models.minhash import Decision, MinHasher, Sketch, Verdict
 from feedsift.workers.keys import Keys
 
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
-LOAD = 64
+LOAD = 128
 #: Bytes a record chunk may take: small enough that rewriting one per batch is cheap.
 CHUNK_BYTES = 16384 - 64
 #: The index's keys, in the order the scripts take them.
