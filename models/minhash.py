@@ -468,6 +468,8 @@ class Decision:
     kind: str = ""  # "exact", "near", "excerpt" or "" (not a duplicate)
     similarity: float = 0.0
     cluster: str = ""  # id of the earliest-seen article of its cluster; "" when the article is alone
+    #: Numbered by this very decision: the index never judged the article before, so no verdict is undone.
+    new: bool = False
 
 
 def ten_thousandths(sim: float) -> int:
@@ -492,12 +494,13 @@ class MemoryIndex:
         self.by_id: dict[str, int] = {}
         self.candidates = 0
 
-    def _decision(self, seq: int) -> Decision:
+    def _decision(self, seq: int, new: bool = False) -> Decision:
         rec = self.records[seq]
         if not rec.dup:
-            return Decision(rec.id, seq)
+            return Decision(rec.id, seq, new=new)
         other = self.records.get(rec.dup)
-        return Decision(rec.id, seq, other.id if other else rec.root, KINDS[rec.kind], rec.sim / 10000, rec.root)
+        root = rec.root
+        return Decision(rec.id, seq, other.id if other else root, KINDS[rec.kind], rec.sim / 10000, root, new)
 
     def add(self, article_id: str, text_hash: str, sk: Sketch) -> list[Decision]:
         """The decision on the article, then any earlier article's changed verdict."""
@@ -505,7 +508,8 @@ class MemoryIndex:
         keys = self.hasher.band_hashes(sk).tolist()
         seq = self.by_id.get(article_id)
         stored = self.records.get(seq) if seq else None
-        if seq is None:
+        fresh = seq is None
+        if fresh:
             seq = len(self.by_id) + 1
             self.by_id[article_id] = seq
         seen: set[int] = set()
@@ -545,7 +549,7 @@ class MemoryIndex:
             bucket = self.buckets.setdefault(h, [])
             if seq not in bucket:
                 bucket.append(seq)
-        return [self._decision(seq)] + [self._decision(c) for c in sorted([c for c, _ in teasers] + again)]
+        return [self._decision(seq, fresh)] + [self._decision(c) for c in sorted([c for c, _ in teasers] + again)]
 
 
 def jaccard(a: set | np.ndarray, b: set | np.ndarray) -> float:

@@ -30,8 +30,9 @@
 -- ARGV[1] JSON: layout {field: [offset, bytes]}, record (W), per_chunk (K), load, now, and the
 --         verdict: near, names, excerpt, excerpt_words, excerpt_ratio, contained, slack
 -- then 3 per article: id, record (root left blank), keys (4 bytes each: bands, lead key, id)
--- Returns {id, seq, duplicate_of, kind, similarity ("%.4f" or ""), cluster} per article, each
--- followed by those of earlier articles whose verdict it changed (a teaser joining its story's cluster).
+-- Returns {id, seq, duplicate_of, kind, similarity ("%.4f" or ""), cluster, new ("1" when the article
+-- got its sequence number in this call, else "")} per article, each followed by those of earlier
+-- articles whose verdict it changed (a teaser joining its story's cluster).
 
 local cfg = cjson.decode(ARGV[1])
 local F = {}
@@ -293,13 +294,15 @@ local function compare(new, old)
   return 0, sim
 end
 
-local function decision_of(seq)
+-- `new`: the article got its sequence number in this call (the index never judged it before)
+local function decision_of(seq, new)
   local r = record(seq)
   local id, dup = strip(field(r, "id")), uint(r, "dup")
-  if dup == 0 then return {id, seq, "", "", "", ""} end
+  local flag = new and "1" or ""
+  if dup == 0 then return {id, seq, "", "", "", "", flag} end
   local root, o = strip(field(r, "root")), record(dup)
   local other = o and strip(field(o, "id")) or root
-  return {id, seq, other, KIND[uint(r, "kind")], string.format("%.4f", uint(r, "sim") / 10000), root}
+  return {id, seq, other, KIND[uint(r, "kind")], string.format("%.4f", uint(r, "sim") / 10000), root, flag}
 end
 
 -- calls in groups: one redis.call per group of fields instead of one per field
@@ -416,8 +419,8 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   end
   for _, c in ipairs(again) do changed[#changed + 1] = c end
   table.sort(changed)
-  out[#out + 1] = decision_of(seq)
-  for _, c in ipairs(changed) do out[#out + 1] = decision_of(c) end
+  out[#out + 1] = decision_of(seq, fresh)
+  for _, c in ipairs(changed) do out[#out + 1] = decision_of(c, false) end
 end
 
 -- write back what changed

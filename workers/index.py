@@ -128,5 +128,5 @@ class DuplicateIndex:
 
 
 def _decision(reply) -> Decision:
-    aid, seq, other, kind, sim, cluster = (x.decode() if isinstance(x, bytes) else x for x in reply)
-    return Decision(aid, int(seq), other, kind, float(sim) if sim else 0.0, cluster)
+    aid, seq, other, kind, sim, cluster, new = (x.decode() if isinstance(x, bytes) else x for x in reply)
+    return Decision(aid, int(seq), other, kind, float(sim) if sim else 0.0, cluster, new == "1")

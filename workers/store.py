@@ -237,29 +237,38 @@ class Store:
             pipe.hset(k.seen, a.id, a.source_hash or a.content_hash)
         if job and articles:
             self._job_batches(pipe, k.job_done(job), [[a.id for a in articles]])
-        self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles})
+        self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles}, set(updated))
         pipe.execute()
 
-    def apply_decisions(self, pipe, decisions: list[Decision], published: dict[str, float]) -> None:
+    def apply_decisions(
+        self, pipe, decisions: list[Decision], published: dict[str, float], updated: set[str] = frozenset()
+    ) -> None:
         """Queues on `pipe` what the duplicate index decided: the article fields, its cluster, the duplicates zset.
 
         The index only returns decisions (its keys share one cluster slot, these do not). Clusters an
         article leaves are read first, with one round trip; an earlier article outside `published`
-        keeps its score. Applying the same decisions twice leaves Redis as applying them once.
+        keeps its score. An article of the batch (`published`) that the index numbered now and that
+        is not `updated` has no earlier verdict to undo: nothing is read or removed for it. Applying
+        the same decisions twice leaves Redis as applying them once.
         """
         if not decisions:
             return
         k = self.keys
+        first = {d.article_id for d in decisions if d.new and d.article_id in published and d.article_id not in updated}
+        judged = [d.article_id for d in decisions if d.article_id not in first]
         earlier = [d.article_id for d in decisions if d.duplicate_of and d.article_id not in published]
         read = self.r.pipeline(transaction=False)
-        for d in decisions:
-            read.hget(k.article(d.article_id), "cluster")
+        for aid in judged:
+            read.hget(k.article(aid), "cluster")
         for aid in earlier:
             read.zscore(k.articles, aid)
-        replies = read.execute()
-        scores = {**dict(zip(earlier, replies[len(decisions) :])), **published}
-        for d, previous in zip(decisions, map(text, replies)):
-            aid = d.article_id
+        replies = read.execute() if judged or earlier else []
+        before = dict(zip(judged, map(text, replies)))
+        scores = {**dict(zip(earlier, replies[len(judged) :])), **published}
+        for d in decisions:
+            aid, previous = d.article_id, before.get(d.article_id, "")
+            if aid in first and not d.duplicate_of:
+                continue  # alone, as it was never anything else
             if d.duplicate_of:
                 if previous and previous not in (d.cluster, aid):
                     pipe.srem(k.cluster(previous), aid)
