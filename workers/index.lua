@@ -34,6 +34,9 @@
 -- got its sequence number in this call, else "")} per article, each followed by those of earlier
 -- articles whose verdict it changed (a teaser joining its story's cluster).
 
+-- library functions as locals: a global table lookup fewer on every call in the loops below
+local byte, sub, sfind, char, concat = string.byte, string.sub, string.find, string.char, table.concat
+local floor, min, max = math.floor, math.min, math.max
 local cfg = cjson.decode(ARGV[1])
 local F = {}
 for name, f in pairs(cfg.layout) do F[name] = {f[1] + 1, f[1] + f[2]} end
@@ -47,22 +50,24 @@ local L = (F.lead[2] - F.lead[1] + 1) / 2
 local KIND = {"excerpt", "near", "exact"}
 
 local meta = redis.call("HMGET", KEYS[2], "level", "split", "entries")
-local level, split, entries = tonumber(meta[1]) or 0, tonumber(meta[2]) or 0, tonumber(meta[3]) or 0
+-- a new index starts with 2^LEVEL0 buckets: past 128 fields the buckets hash is a table from its first
+-- batch on (a small hash is one packed list, rewritten whole on every write while it grows)
+local level, split, entries = tonumber(meta[1]) or cfg.level0, tonumber(meta[2]) or 0, tonumber(meta[3]) or 0
 
 local function u32(s, i)
-  local b1, b2, b3, b4 = string.byte(s, i, i + 3)
+  local b1, b2, b3, b4 = byte(s, i, i + 3)
   return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
 end
 
 local function be32(n)
-  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
 end
 
-local function field(r, name) return string.sub(r, F[name][1], F[name][2]) end
+local function field(r, name) return sub(r, F[name][1], F[name][2]) end
 
 local function strip(s)
-  local z = string.find(s, "\0", 1, true)
-  if z then return string.sub(s, 1, z - 1) end
+  local z = sfind(s, "\0", 1, true)
+  if z then return sub(s, 1, z - 1) end
   return s
 end
 
@@ -92,7 +97,7 @@ end
 local function find(s, kb, out)
   local init = 1
   while true do
-    local p = string.find(s, kb, init, true)
+    local p = sfind(s, kb, init, true)
     if not p then return end
     if (p - 1) % 8 == 0 then
       out[#out + 1] = u32(s, p + 4)
@@ -105,7 +110,7 @@ end
 
 -- records: chunks read once per batch, written once at the end --------------
 local chunks, dirty_chunks = {}, {}
-local function chunk_of(seq) return math.floor((seq - 1) / K) end
+local function chunk_of(seq) return floor((seq - 1) / K) end
 
 local function chunk(c)
   local ch = chunks[c]
@@ -119,7 +124,7 @@ end
 -- whether a sequence number's chunk is still in the window (HEXISTS: a split only asks, it need not read it)
 local live = {}
 local function alive(seq)
-  local c = math.floor((seq - 1) / K)
+  local c = floor((seq - 1) / K)
   local v = live[c]
   if v == nil then
     if chunks[c] ~= nil then v = chunks[c].s ~= false else v = redis.call("HEXISTS", KEYS[4], c) == 1 end
@@ -133,8 +138,8 @@ local function record(seq)
   local slot = (seq - 1) % K
   if ch.put[slot] then return ch.put[slot] end
   if not ch.s then return false end
-  local r = string.sub(ch.s, slot * W + 1, slot * W + W)
-  if #r < W or string.byte(r, 1) == 0 then return false end
+  local r = sub(ch.s, slot * W + 1, slot * W + W)
+  if #r < W or byte(r, 1) == 0 then return false end
   return r
 end
 
@@ -150,19 +155,19 @@ local function split_one()
   local s = bucket(src)
   local keep, move = {}, {}
   for p = 1, #s, 8 do
-    local b1, b2, b3, b4, s1, s2, s3, s4 = string.byte(s, p, p + 7)
+    local b1, b2, b3, b4, s1, s2, s3, s4 = byte(s, p, p + 7)
     if alive(((s1 * 256 + s2) * 256 + s3) * 256 + s4) then
       if (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % (2 * m) == src then
-        keep[#keep + 1] = string.sub(s, p, p + 7)
+        keep[#keep + 1] = sub(s, p, p + 7)
       else
-        move[#move + 1] = string.sub(s, p, p + 7)
+        move[#move + 1] = sub(s, p, p + 7)
       end
     else
       entries = entries - 1
     end
   end
-  set_bucket(src, table.concat(keep))
-  set_bucket(src + m, table.concat(move))
+  set_bucket(src, concat(keep))
+  set_bucket(src + m, concat(move))
   split = split + 1
   if split == m then level, split = level + 1, 0 end
 end
@@ -173,7 +178,7 @@ local function insert(a, kb, seq, fresh)
   local entry = kb .. be32(seq)
   local init = 1
   while not fresh do
-    local p = string.find(s, entry, init, true)
+    local p = sfind(s, entry, init, true)
     if not p then break end
     if (p - 1) % 8 == 0 then return end
     init = p + 1
@@ -184,7 +189,7 @@ end
 
 -- the decision ----------------------------------------------------------------
 local function u16s(r, name)
-  local b = {string.byte(r, F[name][1], F[name][2])}
+  local b = {byte(r, F[name][1], F[name][2])}
   local t = {}
   for k = 1, #b / 2 do t[k] = b[2 * k - 1] * 256 + b[2 * k] end
   return t
@@ -192,45 +197,54 @@ end
 
 local function uint(r, name)
   local v = 0
-  for i = F[name][1], F[name][2] do v = v * 256 + string.byte(r, i) end
+  for i = F[name][1], F[name][2] do v = v * 256 + byte(r, i) end
   return v
 end
 
 local function with_uint(r, name, v)
   local t = {}
   for i = F[name][2] - F[name][1] + 1, 1, -1 do
-    t[i] = string.char(v % 256)
-    v = math.floor(v / 256)
+    t[i] = char(v % 256)
+    v = floor(v / 256)
   end
-  return string.sub(r, 1, F[name][1] - 1) .. table.concat(t) .. string.sub(r, F[name][2] + 1)
+  return sub(r, 1, F[name][1] - 1) .. concat(t) .. sub(r, F[name][2] + 1)
 end
 
 local function with_id(r, name, id)
   local width = F[name][2] - F[name][1] + 1
-  return string.sub(r, 1, F[name][1] - 1) .. id .. string.rep("\0", width - #id) .. string.sub(r, F[name][2] + 1)
+  return sub(r, 1, F[name][1] - 1) .. id .. string.rep("\0", width - #id) .. sub(r, F[name][2] + 1)
 end
+
+-- a record's lead, names and codes are unpacked when the decision first asks for them: most candidates
+-- are settled by their codes, an exact copy by its hash alone
+local UNPACKED = {lead = true, names = true, codes = true}
+local lazy = {__index = function(t, name)
+  if UNPACKED[name] then
+    local v = u16s(t.r, name)
+    rawset(t, name, v)
+    return v
+  end
+end}
 
 local function parse(r)
   local s = field(r, "size")
   local w = field(r, "words")
-  return {
+  return setmetatable({
+    r = r,
     id = strip(field(r, "id")),
     root = strip(field(r, "root")),
     dup = uint(r, "dup"),
     linked = uint(r, "linked"),
     hash = field(r, "hash"),
-    size = string.byte(s, 1) * 256 + string.byte(s, 2),
-    words = string.byte(w, 1) * 256 + string.byte(w, 2),
-    lead = u16s(r, "lead"),
-    names = u16s(r, "names"),
-    codes = u16s(r, "codes"),
-  }
+    size = byte(s, 1) * 256 + byte(s, 2),
+    words = byte(w, 1) * 256 + byte(w, 2),
+  }, lazy)
 end
 
 local function containment(equal, less, more, a, b)
   if equal == 0 or a <= 0 then return 0 end
   local n = equal + less + more
-  local lo, hi = 0.0, math.min(a, b)
+  local lo, hi = 0.0, min(a, b)
   for _ = 1, 40 do
     local x = (lo + hi) / 2
     local g = equal / x + n / (a + b - x)
@@ -238,17 +252,17 @@ local function containment(equal, less, more, a, b)
     if more > 0 then g = g - more / (b - x) end
     if g > 0 then lo = x else hi = x end
   end
-  return (lo + hi) / 2 / math.min(a, b)
+  return (lo + hi) / 2 / min(a, b)
 end
 
 local function opening(short, long)
-  local m, n = math.min(short.words, L), math.min(long.words, L)
+  local m, n = min(short.words, L), min(long.words, L)
   if m == 0 then return 0 end
-  local hit = 0
+  local hit, sl, ll = 0, short.lead, long.lead
   for i = 0, m - 1 do
-    local want = short.lead[i + 1]
-    for j = math.max(0, i - SLACK), math.min(n, i + SLACK + 1) - 1 do
-      if long.lead[j + 1] == want then
+    local want = sl[i + 1]
+    for j = max(0, i - SLACK), min(n, i + SLACK + 1) - 1 do
+      if ll[j + 1] == want then
         hit = hit + 1
         break
       end
@@ -260,19 +274,21 @@ end
 -- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
 local function names_agree(new, old)
   local neq, nlt, ngt = 0, 0, 0
+  local a, b = new.names, old.names
   for k = 1, NN do
-    local x, y = new.names[k], old.names[k]
+    local x, y = a[k], b[k]
     if x == y then neq = neq + 1 elseif x < y then nlt = nlt + 1 else ngt = ngt + 1 end
   end
-  return neq > 0 and math.max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES
+  return neq > 0 and max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES
 end
 
 -- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
 local function compare(new, old)
   if new.hash == old.hash then return 3, 1.0 end
   local eq, lt, gt = 0, 0, 0
+  local a, b = new.codes, old.codes
   for k = 1, NP do
-    local x, y = new.codes[k], old.codes[k]
+    local x, y = a[k], b[k]
     if x == y then eq = eq + 1 elseif x < y then lt = lt + 1 else gt = gt + 1 end
   end
   local sim = eq / NP
@@ -309,7 +325,7 @@ end
 local GROUP = 512
 local function grouped(cmd, key, args, per)
   for i = 1, #args, GROUP * per do
-    local n = math.min(#args, i + GROUP * per - 1)
+    local n = min(#args, i + GROUP * per - 1)
     local r = redis.call(cmd, key, unpack(args, i, n))
     if cmd == "HMGET" then
       for k = 1, #r do buckets[args[i + k - 1]] = r[k] or "" end
@@ -341,7 +357,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   local NK = #keys / 4
   local kb, ad = {}, {} -- its bucket keys and their addresses (splits come after its inserts)
   for k = 1, NK do
-    kb[k] = string.sub(keys, 4 * k - 3, 4 * k)
+    kb[k] = sub(keys, 4 * k - 3, 4 * k)
     ad[k] = addr(u32(keys, 4 * k - 3))
   end
 
@@ -391,7 +407,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
     local br = record(best_seq)
     root = strip(field(br, "root"))
     if root == "" then root = strip(field(br, "id")) end
-    dup, rank, tt = best_seq, best_kind, math.floor(best_sim * 10000 + 0.5)
+    dup, rank, tt = best_seq, best_kind, floor(best_sim * 10000 + 0.5)
     if uint(br, "linked") == 0 then write_record(best_seq, with_uint(br, "linked", 1)) end
   elseif stored and uint(stored, "dup") > seq then -- relabelled by a later article: keep that verdict
     root, dup, rank, tt = strip(field(stored, "root")), uint(stored, "dup"), uint(stored, "kind"), uint(stored, "sim")
@@ -414,7 +430,7 @@ for j = 0, (#ARGV - 1) / 3 - 1 do
   local changed = {}
   for _, t in ipairs(joining) do
     local r = with_uint(with_id(record(t[1]), "root", root), "dup", seq)
-    write_record(t[1], with_uint(with_uint(r, "kind", 1), "sim", math.floor(t[2] * 10000 + 0.5)))
+    write_record(t[1], with_uint(with_uint(r, "kind", 1), "sim", floor(t[2] * 10000 + 0.5)))
     changed[#changed + 1] = t[1]
   end
   for _, c in ipairs(again) do changed[#changed + 1] = c end
@@ -429,10 +445,10 @@ for c in pairs(dirty_chunks) do
   local parts, blank = {}, string.rep("\0", W)
   for slot = 0, K - 1 do
     local r = ch.put[slot]
-    if not r and ch.s then r = string.sub(ch.s, slot * W + 1, slot * W + W) end
+    if not r and ch.s then r = sub(ch.s, slot * W + 1, slot * W + W) end
     parts[#parts + 1] = r or blank
   end
-  redis.call("HSET", KEYS[4], c, table.concat(parts))
+  redis.call("HSET", KEYS[4], c, concat(parts))
   redis.call("ZADD", KEYS[3], "GT", now, c)
 end
 local put, gone = {}, {}

@@ -28,6 +28,9 @@ from feedsift.workers.keys import Keys
 
 #: Average bucket entries (8 bytes each) before linear hashing splits a bucket.
 LOAD = 128
+#: A new index has 2**LEVEL0 buckets: more fields than a hash keeps in its packed encoding (128 by default on
+#: Redis 7, 512 on some servers), so the buckets hash is a table from its first batch on.
+LEVEL0 = 10
 #: Bytes a record chunk may take: small enough that rewriting one per batch is cheap.
 CHUNK_BYTES = 16384 - 64
 #: The index's keys, in the order the scripts take them.
@@ -72,6 +75,7 @@ class DuplicateIndex:
             "record": layout.size,
             "per_chunk": self.per_chunk,
             "load": LOAD,
+            "level0": LEVEL0,
             "near": v.near,
             "names": v.names,
             "excerpt": v.excerpt,
