@@ -84,7 +84,9 @@ _TRAILING_ELLIPSIS = re.compile(r"\s*(\[(\.\.\.|&hellip;|…)\]|\.\.\.|…)\s*$"
 # Matching only the characters to fold and replacing them one by one is several times faster
 # than `str.translate` on long texts, where they are rare.
 _FOLD = re.compile("[" + "".join(re.escape(chr(c)) for c in _TRANSLATE) + "]")
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+# A run of spaces and tabs becomes one space; a lone space, the common case, is not matched (replacing every
+# space between two words by itself took most of the cleaning's time).
+_SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
 _WORD = re.compile(r"\w+(?:['-]\w+)*", re.UNICODE)
 
 
@@ -130,15 +132,23 @@ def html_to_text(markup: str) -> str:
     return normalise_lines("".join(parser.parts))
 
 
+def _fold(text: str) -> str:
+    """Unicode compatibility forms, quotes and dashes folded (ASCII text has none of them)."""
+    if text.isascii():
+        return text
+    return _FOLD.sub(lambda m: _TRANSLATE[ord(m.group())], unicodedata.normalize("NFKC", text))
+
+
 def normalise(text: str) -> str:
     """Unicode, quotes, dashes and spaces folded so that copies compare equal."""
-    text = _FOLD.sub(lambda m: _TRANSLATE[ord(m.group())], unicodedata.normalize("NFKC", text))
-    return _SPACES.sub(" ", text).strip()
+    return _SPACES.sub(" ", _fold(text)).strip()
 
 
 def normalise_lines(text: str) -> str:
-    lines = (normalise(line) for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    """`normalise` of each line, empty lines dropped; folded in one pass over the whole text (no fold joins
+    or makes a line break)."""
+    lines = _SPACES.sub(" ", _fold(text)).split("\n")
+    return "\n".join(kept for line in lines if (kept := line.strip()))
 
 
 def is_footer(line: str) -> bool:
@@ -153,7 +163,9 @@ def strip_furniture(text: str, boilerplate: frozenset[str] = frozenset()) -> str
         if line and not is_footer(line) and not (boilerplate and line_key(line) in boilerplate)
     ]
     out = "\n".join(kept)
-    return _TRAILING_ELLIPSIS.sub("", out).strip()
+    if out.rstrip().endswith(("...", "\u2026", "]")):  # the only endings the pattern takes off; it is slow to scan
+        out = _TRAILING_ELLIPSIS.sub("", out)
+    return out.strip()
 
 
 def line_key(line: str) -> str:
