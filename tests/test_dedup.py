@@ -155,7 +155,7 @@ def test_index_memory_per_article_stays_under_a_kilobyte(ctx, r):
 def test_window_prunes_the_index_but_keeps_records(ctx, r):
     rng = random.Random(3)
     t0 = time.time() - 40 * DAY
-    old = [(f"old{i}", story(rng, 150)) for i in range(8 * ctx.index.per_chunk)]  # whole chunks
+    old = [(f"old{i}", story(rng, 150)) for i in range(16 * ctx.index.per_chunk)]  # whole chunks
     index_all(ctx, old, t0)
     for aid, _ in old:
         r.hset(PREFIX + "article:" + aid, "id", aid)
@@ -271,3 +271,18 @@ def test_excerpt_found_whichever_arrives_first(ctx, r, worker, excerpt_first):
     assert float(later["similarity"]) >= 0.85
     assert ctx.store.article(first[0])["duplicate_of"] == ""
     assert ctx.store.cluster(first[0]) == sorted(["ex", "full"])
+
+
+def test_an_index_keeps_the_chunk_size_it_was_made_with(ctx, r, monkeypatch):
+    """A release that packs records into other chunks still reads an index made before it."""
+    from feedsift.workers import index as index_module
+
+    rng = random.Random(5)
+    docs = [(f"a{i}", story(rng, 150)) for i in range(3 * ctx.index.per_chunk)]
+    index_all(ctx, docs, time.time())
+    monkeypatch.setattr(index_module, "CHUNK_BYTES", index_module.CHUNK_BYTES // 3)
+    other = index_module.DuplicateIndex(ctx.redis, ctx.keys, ctx.hasher, ctx.index.verdict.near, 30)
+    assert other.per_chunk != ctx.index.per_chunk
+    late = index_all(ctx, [("copy", docs[-1][1] + " extra"), (docs[-1][0], docs[-1][1])], time.time(), index=other)
+    assert (late[0].duplicate_of, late[1].duplicate_of, late[1].new) == (docs[-1][0], "", False)
+    assert int(r.hget(PREFIX + "{dedup}:meta", "per_chunk")) == ctx.index.per_chunk

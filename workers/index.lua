@@ -19,7 +19,8 @@
 -- the script returns its decisions and the caller writes them (Store.apply_decisions).
 --
 --   KEYS[1] seq      string: counter that orders articles
---   KEYS[2] meta     hash: level, split, entries (linear hashing), cursor, sweep (prune.lua)
+--   KEYS[2] meta     hash: level, split, entries (linear hashing), per_chunk (K, fixed at creation),
+--                    cursor, sweep (prune.lua)
 --   KEYS[3] time     zset: chunk c -> latest time a record was written in it (the window)
 --   KEYS[4] docs     hash: chunk c -> records of sequence numbers c*K+1 .. c*K+K, W bytes each,
 --                    fields as `layout` gives them (MinHasher.layout in models/minhash.py)
@@ -49,7 +50,9 @@ local NN = (F.names[2] - F.names[1] + 1) / 2
 local L = (F.lead[2] - F.lead[1] + 1) / 2
 local KIND = {"excerpt", "near", "exact"}
 
-local meta = redis.call("HMGET", KEYS[2], "level", "split", "entries")
+local meta = redis.call("HMGET", KEYS[2], "level", "split", "entries", "per_chunk")
+-- records per chunk is fixed when the index is created: the chunk of a sequence number must not move
+K = tonumber(meta[4]) or K
 -- a new index starts with 2^LEVEL0 buckets: past 128 fields the buckets hash is a table from its first
 -- batch on (a small hash is one packed list, rewritten whole on every write while it grows)
 local level, split, entries = tonumber(meta[1]) or cfg.level0, tonumber(meta[2]) or 0, tonumber(meta[3]) or 0
@@ -462,5 +465,5 @@ for a in pairs(dirty_buckets) do
 end
 grouped("HSET", KEYS[5], put, 2)
 grouped("HDEL", KEYS[5], gone, 1)
-redis.call("HSET", KEYS[2], "level", level, "split", split, "entries", entries)
+redis.call("HSET", KEYS[2], "level", level, "split", split, "entries", entries, "per_chunk", K)
 return out

@@ -53,7 +53,11 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("model:versions", "hash", "version -> JSON of the model's header (figures, thresholds, date)"),
     ("model:artifact:<version>", "string", "the model artifact (.npz bytes)"),
     ("{dedup}:seq", "string", "counter that orders articles for the duplicate index"),
-    ("{dedup}:meta", "hash", "index state: level, split, entries (linear hashing of the buckets), cursor, sweep"),
+    (
+        "{dedup}:meta",
+        "hash",
+        "index state: level, split, entries (linear hashing of the buckets), per_chunk (records per chunk, fixed when the index is made), cursor, sweep",
+    ),
     ("{dedup}:time", "zset", "record chunk n -> latest time an article was indexed in it, for the window"),
     (
         "{dedup}:docs",

@@ -7,7 +7,7 @@
 --
 -- KEYS[1] meta  KEYS[2] time  KEYS[3] docs  KEYS[4] buckets
 -- ARGV[1] cutoff (epoch)  ARGV[2] most chunks dropped this call  ARGV[3] buckets swept this call
--- ARGV[4] K (records per chunk)
+-- ARGV[4] K (records per chunk; the index's own, in meta, wins)
 -- Returns {chunks dropped, bucket entries dropped}.
 
 local K = tonumber(ARGV[4])
@@ -17,7 +17,8 @@ for _, c in ipairs(old) do
   redis.call("ZREM", KEYS[2], c)
 end
 
-local meta = redis.call("HMGET", KEYS[1], "level", "split", "entries", "cursor", "sweep")
+local meta = redis.call("HMGET", KEYS[1], "level", "split", "entries", "cursor", "sweep", "per_chunk")
+K = tonumber(meta[6]) or K -- as the index was created with
 local level, split = tonumber(meta[1]) or 0, tonumber(meta[2]) or 0
 local entries, cursor, sweep = tonumber(meta[3]) or 0, tonumber(meta[4]) or 0, tonumber(meta[5]) or 0
 local n = 2 ^ level + split
