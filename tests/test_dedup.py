@@ -155,7 +155,7 @@ def test_index_memory_per_article_stays_under_a_kilobyte(ctx, r):
 def test_window_prunes_the_index_but_keeps_records(ctx, r):
     rng = random.Random(3)
     t0 = time.time() - 40 * DAY
-    old = [(f"old{i}", story(rng, 150)) for i in range(16 * ctx.index.per_chunk)]  # whole chunks
+    old = [(f"old{i}", story(rng, 150)) for i in range(8 * ctx.index.per_chunk)]  # whole chunks
     index_all(ctx, old, t0)
     for aid, _ in old:
         r.hset(PREFIX + "article:" + aid, "id", aid)
