@@ -139,6 +139,7 @@ def test_redis_killed_mid_load_and_restarted_on_its_aof(service_env, broker, tmp
             # and so does this test: what it must show is that nothing is lost or stored twice
             replaced = False
             if broker.name == "redis" and wait_for_exit(worker, 5):
+                worker.stop()  # it has exited: this closes its log
                 worker = Worker(env, tmp_path, f"aof{uuid.uuid4().hex[:6]}").wait_ready()
                 replaced = True
             wait_for(lambda: job_finished(own, job), timeout=90, message="every article after the restart")
