@@ -25,8 +25,14 @@ from feedsift.workers.schedule import Schedule
 
 log = logging.getLogger(__name__)
 
-#: Redis unreachable: the message is tried again later, never dropped.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: Redis unreachable: the message is tried again later, never dropped. A cluster answers CLUSTERDOWN (MASTERDOWN
+#: too) while a master it lost is not yet replaced, and TRYAGAIN while a slot moves.
+REDIS_DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 
 #: Longest waits, in seconds, between tries: Redis coming back, a feed server recovering, a failing batch.
