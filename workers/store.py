@@ -235,10 +235,14 @@ class Store:
             for topic in a.topics:
                 pipe.zadd(k.topic(topic), {a.id: a.published})
             pipe.hset(k.seen, a.id, a.source_hash or a.content_hash)
-        if job and articles:
-            self._job_batches(pipe, k.job_done(job), [[a.id for a in articles]])
         self.apply_decisions(pipe, list(decisions), {a.id: a.published for a in articles}, set(updated))
         pipe.execute()
+        if job and articles:
+            # only once all of the batch is written: a pipeline that failed in part (a cluster master lost
+            # mid-batch) raises above, and the batch, tried again, is counted when it is whole
+            pipe = self.r.pipeline(transaction=False)
+            self._job_batches(pipe, k.job_done(job), [[a.id for a in articles]])
+            pipe.execute()
 
     def apply_decisions(
         self, pipe, decisions: list[Decision], published: dict[str, float], updated: set[str] = frozenset()

@@ -32,6 +32,7 @@ REDIS_DOWN = (
     redis.TimeoutError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterUnreachableError,  # no node of the cluster answers
 )
 
 
@@ -49,12 +50,16 @@ def _later(task, exc: Exception):
     return task.retry(exc=exc, countdown=_backoff(task, REDIS_BACKOFF_CAP), max_retries=10**6)
 
 
-def _unexpected(ctx, locator, exc: Exception, job) -> dict:
-    """A failure no one planned for still leaves a stored, readable error on the feed."""
+def _unexpected(task, ctx, locator, exc: Exception, job) -> dict:
+    """A failure no one planned for still leaves a stored, readable error on the feed; when Redis cannot take
+    that error either, the message is tried again later rather than acknowledged and lost."""
     log.exception("unexpected error reading %s", locator)
-    return pipeline.fail(
-        ctx, feed_id(locator), locator, InternalError(f"unexpected {type(exc).__name__}: {exc}"[:1000]), job
-    )
+    try:
+        return pipeline.fail(
+            ctx, feed_id(locator), locator, InternalError(f"unexpected {type(exc).__name__}: {exc}"[:1000]), job
+        )
+    except REDIS_DOWN as down:
+        raise _later(task, down) from exc
 
 
 def _enqueue(batch: list[Article], job: str | None) -> None:
@@ -79,7 +84,7 @@ def fetch_feed(self, url: str, job: str | None = None) -> dict:
     except REDIS_DOWN as exc:
         raise _later(self, exc)
     except Exception as exc:
-        outcome = _unexpected(ctx, url, exc, job)
+        outcome = _unexpected(self, ctx, url, exc, job)
     metrics.fetched(outcome)
     try:
         Schedule.of(ctx).after_fetch(feed_id(url), outcome)
@@ -113,7 +118,7 @@ def ingest_feed(self, document: str, source: str, job: str | None = None, encodi
     except REDIS_DOWN as exc:
         raise _later(self, exc)
     except Exception as exc:
-        return _unexpected(ctx, source, exc, job)
+        return _unexpected(self, ctx, source, exc, job)
 
 
 @app.task(name="feedsift.process_articles", bind=True)
@@ -132,23 +137,32 @@ def process_articles(self, batch: list[dict], job: str | None = None) -> dict:
             log.warning("batch failed (attempt %d): %s", attempt, exc)
             raise self.retry(exc=exc, countdown=_backoff(self, BATCH_BACKOFF_CAP))
         log.error("batch dead-lettered after %d attempts: %s", attempt, exc)
-        ctx.store.dead_letter(
-            {
-                "task": self.name,
-                "id": self.request.id,
-                "time": time.time(),
-                "attempts": attempt,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=5),
-                "batch": batch,
-                "job": job,
-            }
-        )
+        try:
+            _dead_letter(self, ctx, batch, job, attempt, exc)
+        except REDIS_DOWN as down:  # parked only once Redis takes it: until then the message is tried again
+            raise _later(self, down) from exc
         size = len(batch) if isinstance(batch, list) else 0
-        feeds = {str(a.get("feed", "")) for a in batch if isinstance(a, dict)} if isinstance(batch, list) else set()
-        for feed in feeds or {""}:
-            ctx.store.record_error(feed, "", "dead_letter", f"batch of {size} articles failed {attempt} times: {exc}")
         return {"stored": 0, "dead_lettered": size}
+
+
+def _dead_letter(task, ctx, batch, job, attempt: int, exc: Exception) -> None:
+    """Parks a batch that failed every attempt, with its error, and says so on each of its feeds."""
+    ctx.store.dead_letter(
+        {
+            "task": task.name,
+            "id": task.request.id,
+            "time": time.time(),
+            "attempts": attempt,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5),
+            "batch": batch,
+            "job": job,
+        }
+    )
+    size = len(batch) if isinstance(batch, list) else 0
+    feeds = {str(a.get("feed", "")) for a in batch if isinstance(a, dict)} if isinstance(batch, list) else set()
+    for feed in feeds or {""}:
+        ctx.store.record_error(feed, "", "dead_letter", f"batch of {size} articles failed {attempt} times: {exc}")
 
 
 @app.task(name="feedsift.expire_articles")
