@@ -57,9 +57,8 @@ def reading(predicate):
 
 def settled(run, job: str | None):
     """A predicate: the job (if any) is finished and every task has ended, retries included (nothing queued or
-    held on the broker), at this look and the one before. A batch is counted stored by the pipeline that writes
-    it, so when that pipeline fails in part (a command to the dead master) the batch counts as stored while its
-    retry, due a few seconds later, has still to write the rest: the job can say finished a little early."""
+    held on the broker), at this look and the one before. A batch counts as stored only once all of it is
+    written; the queues are watched as well so that nothing a retry still has to do is missed."""
     before = [False]
 
     def check() -> bool:
