@@ -274,26 +274,26 @@ local function opening(short, long)
   return hit / m
 end
 
--- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
-local function names_agree(new, old)
-  local neq, nlt, ngt = 0, 0, 0
-  local a, b = new.names, old.names
-  for k = 1, NN do
+-- of n minimum codes of two sketches: how many are equal, smaller in a, larger in a
+local function tally(a, b, n)
+  local eq, lt, gt = 0, 0, 0
+  for k = 1, n do
     local x, y = a[k], b[k]
-    if x == y then neq = neq + 1 elseif x < y then nlt = nlt + 1 else ngt = ngt + 1 end
+    if x == y then eq = eq + 1 elseif x < y then lt = lt + 1 else gt = gt + 1 end
   end
+  return eq, lt, gt
+end
+
+-- whether the two share enough names and numbers for a near-duplicate
+local function names_agree(new, old)
+  local neq, nlt, ngt = tally(new.names, old.names, NN)
   return neq > 0 and max(neq / (neq + nlt), neq / (neq + ngt)) >= NAMES
 end
 
 -- returns kind rank (3 exact, 2 near, 1 excerpt, 0 none) and similarity
 local function compare(new, old)
   if new.hash == old.hash then return 3, 1.0 end
-  local eq, lt, gt = 0, 0, 0
-  local a, b = new.codes, old.codes
-  for k = 1, NP do
-    local x, y = a[k], b[k]
-    if x == y then eq = eq + 1 elseif x < y then lt = lt + 1 else gt = gt + 1 end
-  end
+  local eq, lt, gt = tally(new.codes, old.codes, NP)
   local sim = eq / NP
   local short, long, less, more
   if new.words <= old.words then short, long, less, more = new, old, lt, gt else short, long, less, more = old, new, gt, lt end
