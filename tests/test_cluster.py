@@ -25,7 +25,7 @@ from feedsift.workers.settings import Settings
 from tests.cluster import cli_binary
 from tests.harness import EXAMPLES, PREFIX, ROOT, job_finished, send_job, wait_for
 from tests.test_dedup_race import PAIRS, batches, check_clusters
-from tests.test_end_to_end import EXPECTED, FILES, ids_by_guid
+from tests.test_end_to_end import EXPECTED, FILES, assert_near_pairs_clustered, ids_by_guid
 from tests.test_faults import assert_stored_exactly_once, feeds, ingest_calls, stored
 
 
@@ -86,14 +86,7 @@ def test_example_feeds_on_the_cluster(cluster, feed_server):
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
             assert set(out.split()) == members
 
-    for pair in EXPECTED["duplicates"]:
-        if pair["kind"] != "near":
-            continue
-        a = ctx.store.article(ids[(pair["copy"]["feed"], pair["copy"]["guid"])])
-        b = ctx.store.article(ids[(pair["original"]["feed"], pair["original"]["guid"])])
-        copy, original = (a, b) if a["duplicate_of"] else (b, a)
-        assert copy["duplicate_of"] == copy["cluster"] == original["id"] == original["cluster"], copy["title"]
-        assert set(ctx.store.cluster(original["id"])) == {copy["id"], original["id"]}
+    assert_near_pairs_clustered(ctx, ids)
     flagged = {m.decode() for m in r.zrange(ctx.keys.duplicates, 0, -1)}
     in_pairs = {ids[(p[s]["feed"], p[s]["guid"])] for p in EXPECTED["duplicates"] for s in ("copy", "original")}
     assert flagged <= in_pairs and len(flagged) >= 3

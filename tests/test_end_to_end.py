@@ -16,6 +16,20 @@ EXPECTED = json.loads((EXAMPLES / "EXPECTED.json").read_text())
 FILES = sorted({a["feed"] for a in EXPECTED["articles"]})
 
 
+def assert_near_pairs_clustered(ctx, ids: dict[tuple[str, str], str]) -> None:
+    """Each expected syndicated copy points to its original, and the two make one cluster; the canonical is
+    whichever of the two was seen first (feeds are fetched concurrently)."""
+    for pair in EXPECTED["duplicates"]:
+        if pair["kind"] != "near":
+            continue
+        a = ctx.store.article(ids[(pair["copy"]["feed"], pair["copy"]["guid"])])
+        b = ctx.store.article(ids[(pair["original"]["feed"], pair["original"]["guid"])])
+        copy, original = (a, b) if a["duplicate_of"] else (b, a)
+        assert copy["duplicate_of"] == copy["cluster"] == original["id"] == original["cluster"], copy["title"]
+        assert original["duplicate_of"] == "" and float(copy["similarity"]) >= ctx.settings.dedup_threshold
+        assert set(ctx.store.cluster(original["id"])) == {copy["id"], original["id"]}
+
+
 def ids_by_guid() -> dict[tuple[str, str], str]:
     """(feed file, guid) -> article id, computed the way the service computes it."""
     out = {}
@@ -86,16 +100,7 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
         assert members == tagged
 
     # syndicated copies point to their originals; same-subject different stories do not
-    for pair in EXPECTED["duplicates"]:
-        if pair["kind"] != "near":
-            continue
-        # the canonical is whichever of the two was seen first (feeds are fetched concurrently)
-        a = ctx.store.article(ids[(pair["copy"]["feed"], pair["copy"]["guid"])])
-        b = ctx.store.article(ids[(pair["original"]["feed"], pair["original"]["guid"])])
-        copy, original = (a, b) if a["duplicate_of"] else (b, a)
-        assert copy["duplicate_of"] == copy["cluster"] == original["id"] == original["cluster"], copy["title"]
-        assert original["duplicate_of"] == "" and float(copy["similarity"]) >= ctx.settings.dedup_threshold
-        assert set(ctx.store.cluster(original["id"])) == {copy["id"], original["id"]}
+    assert_near_pairs_clustered(ctx, ids)
     a, b = (ids[(d["feed"], d["guid"])] for d in EXPECTED["distinct_same_subject"])
     assert ctx.store.article(a)["duplicate_of"] not in (b,) and ctx.store.article(b)["duplicate_of"] not in (a,)
     flagged = {m.decode() for m in r.zrange("fstest:duplicates", 0, -1)}
