@@ -84,7 +84,7 @@ def check_clusters(r) -> int:
     n = 0
     for key in r.scan_iter(match=PREFIX + "cluster:*", count=1000):
         root = key.decode()[len(PREFIX + "cluster:") :]
-        members = [m.decode() for m in r.smembers(key)]
+        members = [m.decode() for m in r.zrange(key, 0, -1)]
         heads = [m for m in members if not r.hget(f"{PREFIX}article:{m}", "duplicate_of")]
         assert heads == [root], (root, members, heads)
         assert all(r.hget(f"{PREFIX}article:{m}", "cluster").decode() == root for m in members)

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from feedsift.workers.article import FIELDS
 from feedsift.workers.client import Client
 from feedsift.workers.feeds import feed_id, parse
 from tests.harness import EXAMPLES
@@ -83,6 +84,9 @@ def test_example_feeds_tagged_and_deduplicated(ctx, r, worker, served, feed_serv
         assert record["published"].endswith("Z") and "summary" not in record  # derived on reading, not stored
         assert 0 < len(Client(ctx).article(aid).summary) <= 300
         assert set(json.loads(record["scores"])) == {"diplomacy", "sport", "politics"}
+        # the hash holds the documented fields only: its id is the key's, its source hash is in `seen`
+        assert {k.decode() for k in r.hkeys(ctx.keys.article(aid))} <= set(FIELDS)
+        assert len(r.hget(ctx.keys.seen, aid)) == 12
     assert r.zcard("fstest:articles") == len(ids)
 
     # topics of the clear-cut articles
@@ -148,12 +152,36 @@ def test_repoll_with_new_markup_but_same_text_is_not_processed_again(ctx, r, wor
     url = feed_server.add(path, body)
     client = Client(ctx)
     assert client.wait(client.submit([url])[0], timeout=60).articles == 12
-    before = {a.id: (a.processed_at, a.source_hash) for a in client.articles(limit=100)}
+    before = {a.id: a.processed_at for a in client.articles(limit=100)}
+    sources = {k.decode(): v.decode() for k, v in r.hgetall(ctx.keys.seen).items()}
     feed_server.add(path, body.replace(b"<p>", b"<p class='x'>"))
     second = client.wait(client.submit([url])[0], timeout=60)
     assert second.articles == 0
-    after = {a.id: a.processed_at for a in client.articles(limit=100)}
-    assert after == {i: t for i, (t, _) in before.items()}  # not processed again
+    assert {a.id: a.processed_at for a in client.articles(limit=100)} == before  # not processed again
     # the new source hashes are remembered, so the next poll drops these entries before cleaning
     seen = {k.decode(): v.decode() for k, v in r.hgetall(ctx.keys.seen).items()}
-    assert set(seen) == set(before) and all(seen[i] != h for i, (_, h) in before.items())
+    assert set(seen) == set(sources) == set(before) and all(seen[i] != sources[i] for i in before)
+
+
+def test_repoll_with_an_edited_title_stores_that_article_again_as_updated(ctx, r, worker, feed_server):
+    """A source whose clean content changed is processed again and marked updated; the others are dropped."""
+    body = (EXAMPLES / "steppe-herald.xml").read_bytes()
+    old, new = b"Police break up counterfeit banknote ring", b"Police arrest nine in counterfeit banknote ring"
+    path = f"/{uuid.uuid4().hex}/plain.xml"
+    url = feed_server.add(path, body)
+    client = Client(ctx)
+    assert client.wait(client.submit([url])[0], timeout=60).articles == 12
+    before = {a.id: a for a in client.articles(limit=100)}
+    (edited,) = [i for i, a in before.items() if a.title.startswith(old.decode())]
+    sources = {k.decode(): v.decode() for k, v in r.hgetall(ctx.keys.seen).items()}
+    time.sleep(1.1)  # processed_at has one-second resolution
+    feed_server.add(path, body.replace(old, new))
+    second = client.wait(client.submit([url])[0], timeout=60)
+    assert second.articles == 1 and second.stored == 1
+    after = {a.id: a for a in client.articles(limit=100)}
+    assert set(after) == set(before)
+    assert after[edited].title.startswith(new.decode()) and after[edited].updated
+    assert after[edited].processed_at > before[edited].processed_at
+    assert r.hget(ctx.keys.seen, edited).decode() != sources[edited]
+    unchanged = [i for i in before if i != edited]
+    assert all(after[i] == before[i] and not after[i].updated for i in unchanged)

@@ -72,7 +72,7 @@ def test_memory_stays_flat_while_articles_stream_past_the_retention(ctx, r):
     assert not any(pipe.execute())
     assert r.zcard(ctx.keys.duplicates) == 900 // 5
     clusters = list(r.scan_iter(match=ctx.keys.cluster("*")))
-    assert len(clusters) == 900 // 5 and all(r.scard(c) == 2 for c in clusters)
+    assert len(clusters) == 900 // 5 and all(r.zcard(c) == 2 for c in clusters)
 
 
 def test_retention_off_keeps_everything(ctx):

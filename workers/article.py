@@ -94,25 +94,24 @@ class Article:
 
     # -- the Redis hash ---------------------------------------------------------------
     def to_record(self) -> dict[str, str]:
-        """Flat string fields, as `redis-cli HGETALL` shows them. Duplicate fields are the index's to write;
-        they and `updated` are absent when empty (a field costs its name again in every article)."""
+        """Flat string fields, as `redis-cli HGETALL` shows them, the text last. The id is the key's; the
+        hashes are not stored (`seen` keeps the source hash, the content is its title and text). Duplicate
+        fields are the index's to write; they and `updated` are absent when empty (a field costs its name
+        again in every article)."""
         out = {
-            "id": self.id,
             "feed": self.feed,
             "url": self.url,
             "guid": self.guid,
             "title": self.title,
             "published": iso(self.published),
-            "text": self.text,
             "topics": ",".join(self.topics),
             "scores": json.dumps(self.scores, separators=(",", ":")),
             "model": self.model,
             "processed_at": iso(self.processed_at),
-            "content_hash": self.content_hash,
-            "source_hash": self.source_hash,
         }
         if self.updated:
             out["updated"] = "1"
+        out["text"] = self.text
         return out
 
     @classmethod
@@ -126,8 +125,6 @@ class Article:
             title=record.get("title", ""),
             published=epoch(record.get("published", "")),
             text=record.get("text", ""),
-            content_hash=record.get("content_hash", ""),
-            source_hash=record.get("source_hash", ""),
             updated=record.get("updated") == "1",
             topics=tuple(t for t in record.get("topics", "").split(",") if t),
             scores=json.loads(record["scores"]) if record.get("scores") else {},
@@ -153,13 +150,11 @@ class Article:
 
 #: The article hash's fields, in the order the README lists them.
 FIELDS: tuple[str, ...] = (
-    "id",
     "feed",
     "url",
     "guid",
     "title",
     "published",
-    "text",
     "topics",
     "scores",
     "duplicate_of",
@@ -169,10 +164,12 @@ FIELDS: tuple[str, ...] = (
     "model",
     "processed_at",
     "updated",
-    "content_hash",
-    "source_hash",
+    "text",
 )
-assert set(FIELDS) == {f.name for f in fields(Article)}, "FIELDS and Article disagree"
+#: Article fields its hash does not hold: the id is in the key, the source hash in `seen`, and the
+#: content hash is recomputed from the stored title and text when it is needed.
+NOT_STORED: tuple[str, ...] = ("id", "content_hash", "source_hash")
+assert set(FIELDS) | set(NOT_STORED) == {f.name for f in fields(Article)}, "FIELDS and Article disagree"
 
 
 def _text(data: dict, name: str, required: bool = False) -> str:

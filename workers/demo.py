@@ -92,7 +92,7 @@ def _how_to_inspect(url: str, prefix: str) -> None:
         f"ZREVRANGE {prefix}topic:sport 0 -1",
         f"HGETALL {prefix}article:<id>",
         f"ZRANGE {prefix}duplicates 0 -1",
-        f"SMEMBERS {prefix}cluster:<canonical id>",
+        f"ZRANGE {prefix}cluster:<canonical id> 0 -1",
         f"XREVRANGE {prefix}errors + - COUNT 5",
     ):
         console.print(f"  {cli_bin} -u {url} {cmd}")

@@ -72,8 +72,11 @@ def content_hash(title: str, text: str) -> str:
 
 
 def source_hash(entry: Entry) -> str:
-    """Hash of an entry as the feed sent it: equal on a re-poll that changed nothing in it."""
-    return hashlib.blake2b(f"{entry.title}\0{entry.body}\0{entry.link}".encode(), digest_size=8).hexdigest()
+    """Hash of an entry as the feed sent it: equal on a re-poll that changed nothing in it. It is only ever
+    compared with the same entry's previous hash, so 48 bits miss a change once in 2**48 changes; 12
+    characters fit jemalloc's 16-byte class in `seen` where 16 take 24."""
+    data = f"{entry.title}\0{entry.body}\0{entry.link}".encode()
+    return hashlib.blake2b(data, digest_size=6).hexdigest()
 
 
 #: Given {article id: source hash} of a document's entries, the ids already stored from the same source.

@@ -23,7 +23,11 @@ SCHEMA: list[tuple[str, str, str]] = [
     ("articles", "zset", "every article id, scored by publication time (epoch seconds)"),
     ("topic:<topic>", "zset", "article ids tagged with the topic, scored by publication time"),
     ("duplicates", "zset", "article ids flagged as duplicates, scored by publication time"),
-    ("cluster:<id>", "set", "members of the duplicate cluster whose canonical (earliest-seen) article is <id>"),
+    (
+        "cluster:<id>",
+        "zset",
+        "members of the duplicate cluster whose canonical (earliest-seen) article is <id>, scored by publication time",
+    ),
     (
         "feed:<feed id>",
         "hash",
@@ -38,7 +42,11 @@ SCHEMA: list[tuple[str, str, str]] = [
         "subscribed feed ids, scored by when each is next due (epoch seconds); a paused feed leaves it",
     ),
     ("schedule:lock", "string", "held by the one scheduler sending due feeds, with an expiry"),
-    ("seen", "hash", "article id -> source hash of the version last stored (drops re-polled articles before cleaning)"),
+    (
+        "seen",
+        "hash",
+        "article id -> source hash (48-bit, hex) of the version last stored (drops re-polled articles before cleaning)",
+    ),
     ("errors", "stream", "errors: time, feed, url, kind, message (capped at about 10,000 entries)"),
     ("deadletter", "list", "JSON of batches that failed every attempt, with their error"),
     ("job:<job id>", "hash", "one submission: feeds (how many it sent)"),

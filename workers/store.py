@@ -17,6 +17,7 @@ import redis
 
 from feedsift.models.minhash import Decision
 from feedsift.workers.article import FIELDS, Article, iso
+from feedsift.workers.feeds import content_hash
 from feedsift.workers.keys import Keys, text
 
 #: Characters kept of one error message (the stream is for reading, not for dumps).
@@ -31,8 +32,9 @@ def batch_name(article_ids: list[str]) -> str:
     return hashlib.blake2b("\n".join(article_ids).encode(), digest_size=8).hexdigest()
 
 
-def _record(raw: dict) -> dict[str, str]:
-    return {**BLANK, **{text(k): text(v) for k, v in raw.items()}} if raw else {}
+def _record(article_id: str, raw: dict) -> dict[str, str]:
+    """An article hash as a record of every field, its id (the key's) first; {} for no hash."""
+    return {"id": article_id, **BLANK, **{text(k): text(v) for k, v in raw.items()}} if raw else {}
 
 
 class Store:
@@ -110,7 +112,8 @@ class Store:
     def unseen(self, articles: list[Article]) -> list[Article]:
         """Articles never stored, or stored with other content (then marked updated). One whose source
         changed but whose clean content did not (a tracking parameter in its markup) is not processed
-        again; its new source hash is remembered so the next poll drops it before cleaning."""
+        again; its new source hash is remembered so the next poll drops it before cleaning. The stored
+        content is compared by the hash of its title and text, read only for such changed sources."""
         if not articles:
             return []
         k = self.keys
@@ -124,10 +127,10 @@ class Store:
         if changed:
             pipe = self.r.pipeline(transaction=False)
             for a in changed:
-                pipe.hget(k.article(a.id), "content_hash")
+                pipe.hmget(k.article(a.id), "title", "text")
             same = {}
-            for a, stored in zip(changed, pipe.execute()):
-                if text(stored) == a.content_hash:
+            for a, (title, body) in zip(changed, pipe.execute()):
+                if content_hash(text(title), text(body)) == a.content_hash:
                     same[a.id] = a.source_hash or a.content_hash
                 else:
                     out.append(a.with_(updated=True))
@@ -137,7 +140,7 @@ class Store:
 
     def article(self, article_id: str) -> dict[str, str]:
         """The article's fields ({} when there is none); a field absent from the hash reads as ""."""
-        return _record(self.r.hgetall(self.keys.article(article_id)))
+        return _record(article_id, self.r.hgetall(self.keys.article(article_id)))
 
     def article_ids(
         self, topic: str | None = None, feed: str | None = None, duplicates: bool = False, limit: int = 100
@@ -163,10 +166,11 @@ class Store:
         ids = list(ids)
         for i in ids:
             pipe.hgetall(self.keys.article(i))
-        return [_record(h) for h in pipe.execute() if h]
+        return [_record(i, h) for i, h in zip(ids, pipe.execute()) if h]
 
     def cluster(self, canonical_id: str) -> list[str]:
-        return sorted(text(m) for m in self.r.smembers(self.keys.cluster(canonical_id)))
+        """The cluster's article ids, in publication order."""
+        return [text(m) for m in self.r.zrange(self.keys.cluster(canonical_id), 0, -1)]
 
     def clusters(self, limit: int = 100) -> list[dict]:
         """Duplicate clusters whose newest duplicate is among the latest flagged, newest first:
@@ -187,8 +191,8 @@ class Store:
         roots = roots[:limit]
         pipe = self.r.pipeline(transaction=False)
         for root in roots:
-            pipe.smembers(self.keys.cluster(root))
-        members = [sorted(text(m) for m in ms) for ms in pipe.execute()]
+            pipe.zrange(self.keys.cluster(root), 0, -1)
+        members = [[text(m) for m in ms] for ms in pipe.execute()]
         pipe = self.r.pipeline(transaction=False)
         for root, ms in zip(roots, members):
             for i in [root] + ms:
@@ -250,17 +254,18 @@ class Store:
         """Queues on `pipe` what the duplicate index decided: the article fields, its cluster, the duplicates zset.
 
         The index only returns decisions (its keys share one cluster slot, these do not). Clusters an
-        article leaves are read first, with one round trip; an earlier article outside `published`
-        keeps its score. An article of the batch (`published`) that the index numbered now and that
-        is not `updated` has no earlier verdict to undo: nothing is read or removed for it. Applying
-        the same decisions twice leaves Redis as applying them once.
+        article leaves, and the publication times of articles outside `published` that a cluster or
+        `duplicates` lists, are read first, with one round trip. An article of the batch (`published`)
+        that the index numbered now and that is not `updated` has no earlier verdict to undo: nothing is
+        read or removed for it. Applying the same decisions twice leaves Redis as applying them once.
         """
         if not decisions:
             return
         k = self.keys
         first = {d.article_id for d in decisions if d.new and d.article_id in published and d.article_id not in updated}
         judged = [d.article_id for d in decisions if d.article_id not in first]
-        earlier = [d.article_id for d in decisions if d.duplicate_of and d.article_id not in published]
+        listed = {x for d in decisions if d.duplicate_of for x in (d.article_id, d.cluster)}
+        earlier = sorted(listed - set(published))
         read = self.r.pipeline(transaction=False)
         for aid in judged:
             read.hget(k.article(aid), "cluster")
@@ -275,8 +280,8 @@ class Store:
                 continue  # alone, as it was never anything else
             if d.duplicate_of:
                 if previous and previous not in (d.cluster, aid):
-                    pipe.srem(k.cluster(previous), aid)
-                pipe.sadd(k.cluster(d.cluster), d.cluster, aid)
+                    pipe.zrem(k.cluster(previous), aid)
+                self._cluster_add(pipe, d.cluster, aid, scores)
                 pipe.hset(k.article(d.cluster), "cluster", d.cluster)
                 fields = {"duplicate_of": d.duplicate_of, "duplicate_kind": d.kind, "cluster": d.cluster}
                 pipe.hset(k.article(aid), mapping={**fields, "similarity": f"{d.similarity:.4f}"})
@@ -284,10 +289,21 @@ class Store:
                     pipe.zadd(k.duplicates, {aid: scores[aid]})
             else:
                 if previous and previous != aid:  # a canonical keeps its own cluster
-                    pipe.srem(k.cluster(previous), aid)
+                    pipe.zrem(k.cluster(previous), aid)
                     pipe.hset(k.article(aid), "cluster", "")
                 pipe.zrem(k.duplicates, aid)
                 pipe.hdel(k.article(aid), "duplicate_of", "duplicate_kind", "similarity")  # absent reads as ""
+
+    def _cluster_add(self, pipe, root: str, aid: str, scores: dict[str, float | None]) -> None:
+        """Lists `aid` and the canonical `root` in the cluster by publication time. A canonical not stored
+        yet (its batch is being written by another worker) takes the duplicate's time until a later
+        duplicate finds it stored; an article no longer stored is not listed."""
+        key = self.keys.cluster(root)
+        for member in (root, aid):
+            if scores.get(member) is not None:
+                pipe.zadd(key, {member: scores[member]})
+            elif member == root and scores.get(aid) is not None:
+                pipe.zadd(key, {root: scores[aid]}, nx=True)
 
     def page(
         self, sources: list[str], limit: int, since: float | None = None, after: tuple[float, str] | None = None
@@ -349,7 +365,7 @@ class Store:
             for topic in filter(None, topics.split(",")):
                 pipe.zrem(k.topic(topic), i)
             if cluster:
-                pipe.srem(k.cluster(cluster), i)
+                pipe.zrem(k.cluster(cluster), i)
                 clusters.add(cluster)
             pipe.delete(k.article(i))
         pipe.zrem(k.articles, *ids)
@@ -358,7 +374,7 @@ class Store:
         pipe.execute()
         clusters = sorted(clusters)
         for c in clusters:
-            pipe.smembers(k.cluster(c))
+            pipe.zrange(k.cluster(c), 0, -1)
         gone = set(ids)
         for c, members in zip(clusters, pipe.execute()):
             if len(members) <= 1:

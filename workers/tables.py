@@ -25,8 +25,7 @@ def article(a: Article, cluster: list[str], text_chars: int = 600) -> Table:
     table = Table(show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    record = a.to_record() | _duplicate_fields(a)
-    for k, v in record.items():
+    for k, v in record(a).items():
         table.add_row(k, v if k != "text" else (v[:text_chars] + ("…" if len(v) > text_chars else "")))
     if a.cluster:
         table.add_row("cluster members", ", ".join(cluster))
@@ -196,5 +195,8 @@ def _duplicate_fields(a: Article) -> dict[str, str]:
 
 
 def record(a: Article) -> dict[str, str]:
-    """Every field of an article as the Redis hash spells it (the JSON the CLI prints)."""
-    return a.to_record() | _duplicate_fields(a)
+    """Every field of an article as the Redis hash spells it, its id first and its text last (the JSON the
+    CLI prints)."""
+    fields = {"id": a.id} | a.to_record() | _duplicate_fields(a)
+    fields["text"] = fields.pop("text")
+    return fields
