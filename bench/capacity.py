@@ -112,7 +112,8 @@ def main() -> None:
         r, index = ctx.redis, ctx.index
         print(f"redis-server: {r.info('server')['redis_version']}; {args.clients} client threads; batches of {BATCH}")
         t = time.process_time()
-        items = [index.item(f"a{i}", a["title"], a["text"], now - (len(pool) - i) * 0.5) for i, a in enumerate(pool)]
+        rows = [(f"a{i}", a["title"], a["text"], now - (len(pool) - i) * 0.5) for i, a in enumerate(pool)]
+        items = [it for s in range(0, len(rows), BATCH) for it in index.items(rows[s : s + BATCH])]
         print(f"sketches: {1000 * (time.process_time() - t) / len(items):.3f} ms per article (client CPU)")
         fill, rest = items[: args.fill], items[args.fill :]
         for s in range(0, len(fill), BATCH):

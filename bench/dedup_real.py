@@ -420,7 +420,7 @@ def run_current(r: redis.Redis, docs: list[Doc], prefix: str, batch: int = 50, v
     for start in range(0, len(docs), batch):
         part = docs[start : start + batch]
         t0, p0 = time.perf_counter(), time.process_time()
-        items = [index.item(d.id, "", d.text, 0.0) for d in part]
+        items = index.items([(d.id, "", d.text, 0.0) for d in part])
         t1, p1 = time.perf_counter(), time.process_time()
         decisions = index.decide(items, 1.0)
         t_idx += time.perf_counter() - t1
@@ -470,8 +470,7 @@ def run_previous(r: redis.Redis, docs: list[Doc], prefix: str, previous, batch: 
         part = docs[start : start + batch]
         t0, p0 = time.perf_counter(), time.process_time()
         args = list(head)
-        for d in part:
-            sk = h.sketch(d.text)
+        for d, sk in zip(part, h.sketches([d.text for d in part])):
             args += [d.id, h.record(d.id, text_hash(d.text), sk), h.entries(d.id, sk), 0.0]
         t1, p1 = time.perf_counter(), time.process_time()
         reply = script(keys=keys, args=args)

@@ -365,7 +365,11 @@ def stages(urls: list[str]) -> tuple[dict[str, float], int]:
         ]
         out["tagging (batches of 50)"] = clock() - t
         t = clock()
-        items = [ctx.index.item(a.id, a.title, a.text, a.published) for a in fresh]
+        items = [
+            it
+            for s in range(0, len(fresh), 50)
+            for it in ctx.index.items([(a.id, a.title, a.text, a.published) for a in fresh[s : s + 50]])
+        ]
         out["sketch"] = clock() - t
         r, rcpu0 = ctx.redis, redis_cpu(ctx.redis)
         t = clock()

@@ -53,6 +53,8 @@ _DIGITS = re.compile(r"\d+")
 #: CRC32 of words seen lately, shared by every sketch of the process (news reuses its vocabulary).
 _WORD_CRC: dict[str, int] = {}
 _WORD_CRC_MAX = 500_000
+#: Most elements (8 bytes each) of the permutations-by-values product `MinHasher.sketches` makes at once.
+_PRODUCT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -218,24 +220,82 @@ class MinHasher:
         return self._minimums(self.shingles(text), self.num_perm)
 
     def sketch(self, text: str) -> Sketch:
-        text = normalise(text)
-        tokens = words(text)
-        t = _word_crc(tokens)
-        h = self._grams(t)
-        names = _crc(list(names_and_numbers(text)), b"n\0")
-        lead = (t[: self.lead_words] & np.uint64(0xFFFF)).astype(np.uint16)
-        key = None
-        if len(tokens) >= self.lead_key_words:
-            key = zlib.crc32(" ".join(tokens[: self.lead_key_words]).encode(), 0x1EAD)
-        return Sketch(
-            self._minimums(h, self.num_perm),
-            self._minimums(names, self.name_perm),
-            lead,
-            key,
-            int(h.size),
-            len(tokens),
-            _hash_words(tokens),
+        """The sketch of one text; a batch is cheaper per text through `sketches`."""
+        return self.sketches([text])[0]
+
+    def sketches(self, texts: list[str]) -> list[Sketch]:
+        """`sketch` of each text, the numpy work done once for them all.
+
+        Per text, numpy's call overhead costs a news item more than the arithmetic does: the k-grams and
+        the minimums of a whole batch come from one pass each, then are cut back into texts (a sketch's
+        arrays are rows and slices of the batch's).
+        """
+        if not texts:
+            return []
+        k = self.shingle
+        crcs, names, keys, hashes = [], [], [], []
+        for text in texts:  # the words are dropped as soon as hashed: a batch of long texts holds less
+            text = normalise(text)
+            tokens = words(text)
+            crcs.append(_word_crc(tokens))
+            names.append(list(names_and_numbers(text)))
+            key = None
+            if len(tokens) >= self.lead_key_words:
+                key = zlib.crc32(" ".join(tokens[: self.lead_key_words]).encode(), 0x1EAD)
+            keys.append(key)
+            hashes.append(_hash_words(tokens))
+        nwords = np.array([c.size for c in crcs])
+        crc = np.concatenate(crcs)
+        # each text's word CRCs, then k-1 zeros: no gram spans two texts, and a text shorter than k words
+        # is one gram whose missing words add nothing, as in `_grams`
+        ntexts, word_at = np.arange(len(texts)), _starts(nwords)
+        padded = np.zeros(crc.size + (k - 1) * len(texts), dtype=np.uint64)
+        padded[np.arange(crc.size) + (k - 1) * np.repeat(ntexts, nwords)] = crc
+        n = padded.size - (k - 1)
+        acc = np.zeros(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(k):
+                acc += padded[j : j + n] * self._gram_mul[j]
+        ngrams = np.where(nwords > 0, np.maximum(nwords - k + 1, 1), 0)
+        text_at = word_at + (k - 1) * ntexts  # where each text starts in `padded`
+        grams = acc[np.arange(ngrams.sum()) + np.repeat(text_at - _starts(ngrams), ngrams)]
+        sig = self._minimums_each(grams, ngrams, self.num_perm)
+        name_sig = self._minimums_each(
+            _crc([w for ns in names for w in ns], b"n\0"), np.array([len(ns) for ns in names]), self.name_perm
         )
+        low16 = (crc & np.uint64(0xFFFF)).astype(np.uint16)
+        bounds = np.cumsum(ngrams).tolist()
+        out = []
+        for i, (w, at, g, e) in enumerate(zip(nwords.tolist(), word_at.tolist(), [0, *bounds], bounds)):
+            # distinct grams: only their count, as a repeated gram changes no minimum
+            size = len(set(grams[g:e].tolist()))
+            lead = low16[at : at + min(w, self.lead_words)]
+            out.append(Sketch(sig[i], name_sig[i], lead, keys[i], size, w, hashes[i]))
+        return out
+
+    def _minimums_each(self, h: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
+        """`_minimums` of each text (its values the next `counts[i]` of `h`), one row per text.
+
+        One product of the permutations by a chunk of `h` at a time, at most `_PRODUCT` elements (a
+        batch of news items in one go, long texts in several): the minimum of each text's part of a
+        chunk, kept if lower than its minimum so far.
+        """
+        out = np.full((counts.size, n), EMPTY, dtype=np.uint32)
+        starts = _starts(counts)
+        ends = starts + counts
+        step = max(1, _PRODUCT // n)
+        buf = np.empty((n, min(step, h.size)), dtype=np.uint64)  # one buffer: a fresh one each chunk costs page faults
+        for s in range(0, h.size, step):
+            e = min(s + step, h.size)
+            # texts with values in [s, e); reduceat takes no empty run
+            rows = np.flatnonzero((counts > 0) & (starts < e) & (ends > s))
+            mixed = buf[:, : e - s]
+            with np.errstate(over="ignore"):
+                np.multiply(self._a[:n, None], h[s:e], out=mixed)
+                mixed += self._b[:n, None]
+            low = np.minimum.reduceat(mixed, np.maximum(starts[rows], s) - s, axis=1)
+            out[rows] = np.minimum(out[rows], (low >> np.uint64(32)).astype(np.uint32).T)
+        return out
 
     # -- what the index stores -------------------------------------------------
     def band_hashes(self, sk: Sketch) -> np.ndarray:
@@ -271,6 +331,11 @@ class MinHasher:
 
 def _crc(items: list[str], salt: bytes = b"") -> np.ndarray:
     return np.fromiter((zlib.crc32(salt + w.encode()) for w in items), dtype=np.uint64, count=len(items))
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of these lengths starts."""
+    return np.cumsum(counts) - counts
 
 
 def _multilinear(values: np.ndarray, mul: np.ndarray) -> np.ndarray:

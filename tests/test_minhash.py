@@ -11,10 +11,12 @@ import zlib
 import numpy as np
 import pytest
 
+from feedsift.models import minhash
 from feedsift.models.minhash import (
     MemoryIndex,
     MinHasher,
     Record,
+    Sketch,
     Verdict,
     codes,
     compare,
@@ -22,7 +24,7 @@ from feedsift.models.minhash import (
     jaccard,
     lsh_probability,
 )
-from feedsift.models.text import remember_lines, strip_furniture
+from feedsift.models.text import normalise, remember_lines, strip_furniture, words
 from feedsift.workers.feeds import parse
 from tests.harness import ROOT
 
@@ -183,6 +185,59 @@ def test_record_round_trip():
     rec = Record.unpack(H.record("abc", th(7), sk), H.layout)
     assert (rec.id, rec.hash, rec.size, rec.words) == ("abc", bytes.fromhex(th(7)), sk.size, 6)
     assert np.array_equal(rec.codes, codes(sk.sig)) and np.array_equal(rec.names, codes(sk.names))
+
+
+def one_by_one(h: MinHasher, text: str) -> Sketch:
+    """A text's sketch from the single-text steps, as `sketch` computed it before batches."""
+    text = normalise(text)
+    tokens = words(text)
+    t = minhash._word_crc(tokens)
+    grams = h._grams(t)
+    key = None
+    if len(tokens) >= h.lead_key_words:
+        key = zlib.crc32(" ".join(tokens[: h.lead_key_words]).encode(), 0x1EAD)
+    return Sketch(
+        h._minimums(grams, h.num_perm),
+        h._minimums(minhash._crc(list(minhash.names_and_numbers(text)), b"n\0"), h.name_perm),
+        (t[: h.lead_words] & np.uint64(0xFFFF)).astype(np.uint16),
+        key,
+        int(grams.size),
+        len(tokens),
+        minhash._hash_words(tokens),
+    )
+
+
+@pytest.mark.parametrize("product", [None, 1, 96 * 5])  # one product for the batch, one per value, a few
+def test_batch_sketches_equal_one_by_one(monkeypatch, product):
+    if product:
+        monkeypatch.setattr(minhash, "_PRODUCT", product)
+    rng = random.Random(3)
+    texts = [
+        "",
+        "   ",
+        "...!",
+        "word",
+        "two words",
+        "a b c",
+        "the the the the the the the the",  # one distinct gram
+        "Le café de Zoë à Zürich: 3 crème brûlées, ÄÖÜ ß, 東京 2024",
+        "Arsenal beat Chelsea 3-1 at the Emirates on 12 May, said O'Neill (Reuters) in London.",
+        story(rng, 8),
+        story(rng, 40),
+        story(rng, 2000),
+    ]
+    texts += [rng.choice(texts) for _ in range(40)]
+    for h in (H, MinHasher(num_perm=64, bands=16, shingle=2, name_perm=16, lead_words=8, lead_key_words=4)):
+        got = h.sketches(texts)
+        assert len(got) == len(texts) and h.sketches([]) == []
+        for text, sk in zip(texts, got):
+            ref = one_by_one(h, text)
+            for f in ("sig", "names", "lead"):
+                a, b = getattr(sk, f), getattr(ref, f)
+                assert a.dtype == b.dtype and np.array_equal(a, b), (text[:30], f)
+            assert (sk.lead_key, sk.size, sk.words, sk.text_hash) == (ref.lead_key, ref.size, ref.words, ref.text_hash)
+            assert h.record("a", sk.text_hash, sk) == h.record("a", ref.text_hash, ref)
+            assert h.sketch(text).text_hash == sk.text_hash and np.array_equal(h.sketch(text).sig, sk.sig)
 
 
 # -- cleaning that holds across polls ----------------------------------------------

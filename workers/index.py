@@ -91,8 +91,12 @@ class DuplicateIndex:
 
     def item(self, article_id: str, title: str, text: str, published: float) -> Item:
         """What the index keeps of an article: its text hash and sketch (a text-less item falls back to its title)."""
-        sk = self.hasher.sketch(text or title)
-        return Item(article_id, sk.text_hash, sk, published)
+        return self.items([(article_id, title, text, published)])[0]
+
+    def items(self, articles: list[tuple[str, str, str, float]]) -> list[Item]:
+        """`item` of each (id, title, text, published), sketched together: cheaper than one by one."""
+        sketches = self.hasher.sketches([text or title for _, title, text, _ in articles])
+        return [Item(aid, sk.text_hash, sk, published) for (aid, _, _, published), sk in zip(articles, sketches)]
 
     def decide(self, items: list[Item], now: float | None = None) -> list[Decision]:
         """Decides and inserts a batch in one atomic step, then drops what left the window; one round trip.

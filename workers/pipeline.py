@@ -172,7 +172,8 @@ def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dic
         for a, p, topics in zip(batch, probs, model.tags(probs))
     ]
     with metrics.stage("index"):
-        decisions = ctx.index.decide([ctx.index.item(a.id, a.title, a.text, a.published) for a in done], now)
+        items = ctx.index.items([(a.id, a.title, a.text, a.published) for a in done])
+        decisions = ctx.index.decide(items, now)
     with metrics.stage("store"):
         ctx.store.save_batch(done, job, decisions)
     metrics.stored(done, decisions)
