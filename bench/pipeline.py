@@ -51,7 +51,8 @@ from feedsift.workers.context import Context, context
 from feedsift.workers.embedded import EmbeddedRedis
 from feedsift.workers.settings import Settings
 
-PREFIX = "bench:"
+#: The default key prefix: key names weigh in the memory figures as they will in use.
+PREFIX = Settings().prefix
 #: redis-server to run (--redis-server); empty: the one bundled with feedsift.
 REDIS_SERVER = ""
 HERE = Path(__file__).resolve().parent
