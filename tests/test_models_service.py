@@ -44,7 +44,7 @@ def process(r, n: int = 2) -> list[dict]:
     app.send_task("feedsift.process_articles", args=[batch])
     keys = [f"fstest:article:{a['id']}" for a in batch]
     wait_for(lambda: all(r.hget(k, "model") for k in keys), timeout=90, message="the batch to be stored")
-    return [{k.decode(): v.decode() for k, v in r.hgetall(k).items()} for k in keys]
+    return [{"id": a["id"], **{k.decode(): v.decode() for k, v in r.hgetall(k).items()}} for a, k in zip(batch, keys)]
 
 
 @pytest.fixture
