@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import html
 import re
+import string
 import unicodedata
 from collections import Counter
+from functools import lru_cache
 from html.parser import HTMLParser
 
 _BLOCK_TAGS = frozenset(
@@ -80,6 +82,8 @@ _FOOTER_PATTERNS = [
     re.compile(r"^(read more|continue reading)\b.{0,200}$", re.I),
     re.compile(r"^(share this|share on)\b.{0,120}$", re.I),
 ]
+#: The patterns as one: a line is matched once, not five times.
+_FOOTER = re.compile("|".join(f"(?:{p.pattern})" for p in _FOOTER_PATTERNS), re.I)
 _TRAILING_ELLIPSIS = re.compile(r"\s*(\[(\.\.\.|&hellip;|…)\]|\.\.\.|…)\s*$")
 # Matching only the characters to fold and replacing them one by one is several times faster
 # than `str.translate` on long texts, where they are rare.
@@ -88,6 +92,12 @@ _FOLD = re.compile("[" + "".join(re.escape(chr(c)) for c in _TRANSLATE) + "]")
 # space between two words by itself took most of the cleaning's time).
 _SPACES = re.compile(r"[ \t\r\f\v]{2,}|[\t\r\f\v]")
 _WORD = re.compile(r"\w+(?:['-]\w+)*", re.UNICODE)
+_NON_WORD = re.compile(r"\W+")
+#: The ASCII characters `\W` matches, deleted by `bytes.translate` many times faster than by `_NON_WORD`.
+_ASCII_NON_WORD = bytes(c for c in range(128) if chr(c) not in string.ascii_letters + string.digits + "_")
+#: Tags that `_TextExtractor` reads as bare line breaks, and the start of any other markup.
+_BARE_BREAK = re.compile(r"</?p>|<br ?/?>")
+_OTHER_TAG = re.compile(r"<(?!/?p>|br ?/?>)")
 
 
 class _TextExtractor(HTMLParser):
@@ -120,9 +130,16 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML fragment, one paragraph per line."""
+    """Visible text of an HTML fragment, one paragraph per line.
+
+    A body whose only tags are `<p>`, `</p>` and `<br>` spelt so (no attributes, lower case) skips the parser: it
+    would turn each of them into a line break and unescape the text between them, and unescaping the whole text
+    at once is the same, as no character reference spans a line break.
+    """
     if "<" not in markup and "&" not in markup:
         return normalise_lines(markup)
+    if not _OTHER_TAG.search(markup):
+        return normalise_lines(html.unescape(_BARE_BREAK.sub("\n", markup)))
     parser = _TextExtractor()
     try:
         parser.feed(markup)
@@ -139,28 +156,42 @@ def _fold(text: str) -> str:
     return _FOLD.sub(lambda m: _TRANSLATE[ord(m.group())], unicodedata.normalize("NFKC", text))
 
 
+def _collapse_spaces(text: str) -> str:
+    """`_SPACES` replaced by one space. Most texts have nothing it matches (every match starts with one of these
+    five), which `in` finds many times faster than its search."""
+    if "  " in text or "\t" in text or "\r" in text or "\f" in text or "\v" in text:
+        return _SPACES.sub(" ", text)
+    return text
+
+
 def normalise(text: str) -> str:
     """Unicode, quotes, dashes and spaces folded so that copies compare equal."""
-    return _SPACES.sub(" ", _fold(text)).strip()
+    return _collapse_spaces(_fold(text)).strip()
 
 
 def normalise_lines(text: str) -> str:
     """`normalise` of each line, empty lines dropped; folded in one pass over the whole text (no fold joins
     or makes a line break)."""
-    lines = _SPACES.sub(" ", _fold(text)).split("\n")
+    lines = _collapse_spaces(_fold(text)).split("\n")
     return "\n".join(kept for line in lines if (kept := line.strip()))
 
 
 def is_footer(line: str) -> bool:
-    return any(p.match(line) for p in _FOOTER_PATTERNS)
+    return _FOOTER.match(line) is not None
 
 
 def strip_furniture(text: str, boilerplate: frozenset[str] = frozenset()) -> str:
-    """Drops known footers, a trailing "[...]" and the feed's recurring lines."""
+    """Drops known footers, a trailing "[...]" and the feed's recurring lines.
+
+    A line is only tokenised for its key when its word characters are those of a boilerplate key (`_word_chars`).
+    """
+    forms = _key_forms(frozenset(boilerplate)) if boilerplate else ()
     kept = [
         line
         for line in text.split("\n")
-        if line and not is_footer(line) and not (boilerplate and line_key(line) in boilerplate)
+        if line
+        and not is_footer(line)
+        and not (forms and _word_chars(line.lower()) in forms and line_key(line) in boilerplate)
     ]
     out = "\n".join(kept)
     if out.rstrip().endswith(("...", "\u2026", "]")):  # the only endings the pattern takes off; it is slow to scan
@@ -172,20 +203,51 @@ def line_key(line: str) -> str:
     return " ".join(words(line))
 
 
+def _word_chars(text: str) -> str:
+    """`text` less its non-word characters.
+
+    `line_key` joins with spaces the `_WORD` matches of `line.lower()`, which hold all its word characters in
+    order (a match starts at every word character outside one and ends before a non-word character) and else
+    only apostrophes and hyphens. So `_word_chars(line_key(line)) == _word_chars(line.lower())`: lines with equal
+    keys have equal word characters, which are many times cheaper to find than the key.
+    """
+    if text.isascii():
+        return text.encode().translate(None, _ASCII_NON_WORD).decode()
+    return _NON_WORD.sub("", text)
+
+
+@lru_cache(maxsize=16)
+def _key_forms(keys: frozenset[str]) -> frozenset[str]:
+    """The word characters of line keys (a feed's boilerplate is the same set for all its entries)."""
+    return frozenset(map(_word_chars, keys))
+
+
 def recurring_lines(texts: list[str], min_count: int = 3, min_share: float = 0.3) -> frozenset[str]:
     """Lines that recur across many articles of one feed: its boilerplate.
 
     A line counts once per article; it is boilerplate when it appears in at
     least `min_count` articles and in at least `min_share` of them. Keys are
     word-normalised so punctuation and case changes do not hide a footer.
+
+    Most lines are unique paragraphs, so lines are first counted by their word characters, which equal keys
+    share (`_word_chars`); only lines whose word characters recur often enough are tokenised into keys. A line
+    without word characters (blank, or punctuation only) has the empty key, which is never boilerplate.
     """
     if len(texts) < min_count:
         return frozenset()
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update({line_key(line) for line in text.split("\n") if line.strip()})
     floor = max(min_count, min_share * len(texts))
-    return frozenset(key for key, n in counts.items() if n >= floor and key)
+    lines = [text.split("\n") for text in texts]
+    forms = [[_word_chars(line.lower()) for line in text] for text in lines]
+    counts: Counter[str] = Counter()
+    for text in forms:
+        counts.update(set(text))
+    common = {form for form, n in counts.items() if n >= floor and form}
+    if not common:
+        return frozenset()
+    keys: Counter[str] = Counter()
+    for text, text_forms in zip(lines, forms):
+        keys.update({line_key(line) for line, form in zip(text, text_forms) if form in common})
+    return frozenset(key for key, n in keys.items() if n >= floor and key)
 
 
 def remember_lines(known: list[str], learned, limit: int = 200) -> list[str]:
