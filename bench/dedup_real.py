@@ -470,7 +470,8 @@ def run_previous(r: redis.Redis, docs: list[Doc], prefix: str, previous, batch: 
         part = docs[start : start + batch]
         t0, p0 = time.perf_counter(), time.process_time()
         args = list(head)
-        for d, sk in zip(part, h.sketches([d.text for d in part])):
+        for d in part:  # the previous release's hasher sketches one text at a time
+            sk = h.sketch(d.text)
             args += [d.id, h.record(d.id, text_hash(d.text), sk), h.entries(d.id, sk), 0.0]
         t1, p1 = time.perf_counter(), time.process_time()
         reply = script(keys=keys, args=args)
