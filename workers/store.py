@@ -298,12 +298,13 @@ class Store:
         """Lists `aid` and the canonical `root` in the cluster by publication time. A canonical not stored
         yet (its batch is being written by another worker) takes the duplicate's time until a later
         duplicate finds it stored; an article no longer stored is not listed."""
-        key = self.keys.cluster(root)
-        for member in (root, aid):
-            if scores.get(member) is not None:
-                pipe.zadd(key, {member: scores[member]})
-            elif member == root and scores.get(aid) is not None:
-                pipe.zadd(key, {root: scores[aid]}, nx=True)
+        key, root_time, dup_time = self.keys.cluster(root), scores.get(root), scores.get(aid)
+        if root_time is not None:
+            pipe.zadd(key, {root: root_time})
+        elif dup_time is not None:
+            pipe.zadd(key, {root: dup_time}, nx=True)  # not stored yet: never over its own time
+        if dup_time is not None:
+            pipe.zadd(key, {aid: dup_time})
 
     def page(
         self, sources: list[str], limit: int, since: float | None = None, after: tuple[float, str] | None = None
