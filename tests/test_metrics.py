@@ -46,7 +46,7 @@ def test_worker_serves_counts_of_all_its_processes(ctx, r, start_worker, feed_se
     )
     assert value(text, "feedsift_fetches_total", status="200", error="") == len(urls) - 1
     assert value(text, "feedsift_fetches_total", status="error", error="permanent") == 1
-    for stage in ("fetch", "tag", "index", "store"):
+    for stage in ("fetch", "sketch", "tag", "index", "store"):
         assert value(text, "feedsift_stage_seconds_count", stage=stage) > 0
     assert value(text, "feedsift_queue_depth", queue="process") == r.llen(ctx.keys.queue("process"))
     assert value(text, "feedsift_model_info", version=client.current_model()) == 1

@@ -166,7 +166,7 @@ def process_articles(ctx: Context, batch: list[Article], job: str | None) -> dic
         return {"stored": 0}
     model = ctx.model()
     now = time.time()
-    with metrics.stage("index"):
+    with metrics.stage("sketch"):
         items = ctx.index.items([(a.id, a.title, a.text, a.published) for a in batch])
     deciding = _background().submit(ctx.index.decide, items, now)
     with metrics.stage("tag"):
